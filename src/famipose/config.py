@@ -1,0 +1,400 @@
+"""Typed experiment configuration: frozen dataclasses loaded from flat YAML files.
+
+Every section is a frozen dataclass; a YAML file holds the whole experiment (no inheritance) and
+may leave sections or fields out to take their defaults. Unknown keys and invalid choices raise
+:class:`ConfigError` naming the key and the valid alternatives. Overrides use dotted keys
+(``model.backbone.frozen=true``) with YAML-typed values and produce a new object.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from famipose.data.augment import AugmentConfig
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Sections
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    """HRNet backbone.
+
+    Attributes:
+        name: HRNet preset: ``w32``, ``w48`` or ``tiny``.
+        frozen: Keep backbone weights (and BatchNorm statistics) fixed during training.
+        pretrained: Optional path to single-frame weights (official HRNet or a famipose stage-1
+            checkpoint) loaded into the backbone.
+    """
+
+    name: str = "w48"
+    frozen: bool = False
+    pretrained: str | None = None
+
+
+@dataclass(frozen=True)
+class GTMConfig:
+    """Global Transformation Module: coarse warp of each support feature.
+
+    Attributes:
+        mode: ``affine`` (6 parameters, the paper) or ``translation`` (2, the released code).
+        input: What the regressor sees: ``concat`` [Z_t, Z_{t+δ}] (paper) or ``difference``
+            Z_{t+δ} - Z_t (released code).
+        hidden_channels: Channels of the regressor's convolutions.
+        num_downsamples: Stride-2 convolutions before pooling to 3x3.
+        hidden_features: Width of the regressor's fully connected layers.
+    """
+
+    mode: str = "affine"
+    input: str = "concat"
+    hidden_channels: int = 16
+    num_downsamples: int = 5
+    hidden_features: int = 64
+
+
+@dataclass(frozen=True)
+class LCMConfig:
+    """Local Calibration Module: modulated deformable convolution on the coarse alignment.
+
+    Attributes:
+        kernel_size: DCN kernel size.
+        dilation: DCN dilation (padding keeps the feature size).
+        offset_groups: Offset groups; must divide the backbone width.
+        mask: ``sigmoid`` (DCNv2, the paper) or ``raw`` (unbounded, the released code).
+        hidden_blocks: Residual blocks that turn [Z_t, Z̄_{t+δ}] into the parameter feature.
+        dcn_impl: ``auto``, ``torch`` (pure PyTorch) or ``torchvision``.
+    """
+
+    kernel_size: int = 3
+    dilation: int = 3
+    offset_groups: int = 12
+    mask: str = "sigmoid"
+    hidden_blocks: int = 1
+    dcn_impl: str = "auto"
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """Detection head.
+
+    Attributes:
+        kind: ``heatmap`` or ``simcc``.
+        simcc_split_ratio: SimCC bins per input pixel (k >= 1).
+        simcc_mode: ``sa-simdr`` (Gaussian labels) or ``simdr`` (one-hot labels).
+        simcc_sigma: Gaussian label sigma in input pixels (``sa-simdr``).
+    """
+
+    kind: str = "heatmap"
+    simcc_split_ratio: float = 2.0
+    simcc_mode: str = "sa-simdr"
+    simcc_sigma: float = 6.0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The whole network.
+
+    Attributes:
+        variant: ``single_frame`` (HRNet baseline), ``famipose`` (the paper) or
+            ``famipose_official`` (mirrors the released Alignment_V15 code).
+        num_joints: Keypoints K.
+        input_size: Crop size (w, h) in pixels.
+        deltas: Temporal offsets of the support frames.
+        support_blocks: Residual blocks merging the S aligned supports into one feature.
+        fusion_blocks: Residual blocks fusing the merged supports with Z_t into Z̃_t.
+    """
+
+    variant: str = "famipose"
+    num_joints: int = 17
+    input_size: tuple[int, int] = (288, 384)
+    deltas: tuple[int, ...] = (-2, -1, 1, 2)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    gtm: GTMConfig = field(default_factory=GTMConfig)
+    lcm: LCMConfig = field(default_factory=LCMConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    support_blocks: int = 2
+    fusion_blocks: int = 3
+
+    @property
+    def heatmap_size(self) -> tuple[int, int]:
+        """Heatmap / feature size (w, h): a quarter of the input."""
+        return self.input_size[0] // 4, self.input_size[1] // 4
+
+    @property
+    def num_supports(self) -> int:
+        """Number of support frames S."""
+        return 0 if self.variant == "single_frame" else len(self.deltas)
+
+
+@dataclass(frozen=True)
+class MIWeights:
+    """Weights of the five mutual-information terms (0 switches a term off).
+
+    The sign of each term (maximised or minimised) is fixed by the objective; see
+    :mod:`famipose.losses` and docs/faithfulness.md.
+    """
+
+    task_enhanced: float = 1.0  # I(y; Z̃_t), maximised
+    key_enhanced: float = 0.1  # I(Z_t; Z̃_t)
+    task_support: float = 1.0  # I(y; Z_{t+δ}), minimised
+    support_aligned: float = 1.0  # I(Z_{t+δ}; Z̃_{t+δ}), maximised
+    task_key: float = 1.0  # I(y; Z_t), minimised
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Pose and mutual-information losses.
+
+    Attributes:
+        pose_weight: Weight of the pose loss (heatmap MSE or SimCC KL).
+        simcc_beta: Logit scale of the SimCC KL loss.
+        mi_form: ``kl`` (our corrected variational form), ``official`` (the released code's
+            arithmetic) or ``none``.
+        mi_weight: Overall weight of the MI objective (the released code's alpha = 0.5).
+        mi_temperature: Softmax temperature of the MI distributions (released code: 0.05).
+        mi_terms: Per-term weights.
+    """
+
+    pose_weight: float = 1.0
+    simcc_beta: float = 1.0
+    mi_form: str = "kl"
+    mi_weight: float = 0.5
+    mi_temperature: float = 1.0
+    mi_terms: MIWeights = field(default_factory=MIWeights)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Data set location and how windows become network inputs.
+
+    Attributes:
+        root: Data set root (holding ``images/`` and ``annotations/``); relative paths below are
+            resolved against it.
+        train_annotations: Training annotations: a per-video folder or a merged JSON file.
+        val_annotations: Validation annotations (also the evaluator's ground truth).
+        val_boxes: ``gt`` for ground-truth boxes, or a detections JSON (COCO results).
+        box_score_threshold: Detections below this score are dropped.
+        sigma: Heatmap Gaussian sigma in heatmap pixels.
+        box_padding: Enlargement of the key-frame box after fixing its aspect ratio.
+        augment: Training augmentation (the same random draw for all frames of a window).
+        num_workers: DataLoader worker processes.
+    """
+
+    root: str = "data/posetrack17"
+    train_annotations: str = "annotations/train"
+    val_annotations: str = "annotations/val"
+    val_boxes: str = "gt"
+    box_score_threshold: float = 0.2
+    sigma: float = 3.0
+    box_padding: float = 1.25
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    num_workers: int = 2
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation schedule and run settings.
+
+    Attributes:
+        epochs: Training epochs.
+        batch_size: Global batch size (split over processes under DDP).
+        optimizer: ``adam`` or ``adamw``.
+        lr: Base learning rate.
+        weight_decay: Weight decay.
+        milestones: Epochs at which the learning rate is multiplied by ``gamma``.
+        gamma: Step decay factor.
+        grad_clip: Max gradient norm, or ``None``.
+        amp: Mixed precision where the device supports it (CUDA).
+        seed: Seed of model initialisation, data order and augmentation.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        init_from: Checkpoint whose weights initialise the model before training (stage 2 of the
+            two-stage recipe loads the stage-1 single-frame model here; matching keys only).
+        max_steps_per_epoch: Cap on optimiser steps per epoch (small runs), or ``None``.
+        eval_every: Evaluate on the validation set every this many epochs (0: only at the end).
+        log_every: Steps between log lines.
+    """
+
+    epochs: int = 21
+    batch_size: int = 32
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    milestones: tuple[int, ...] = (8, 12, 16)
+    gamma: float = 0.1
+    grad_clip: float | None = None
+    amp: bool = True
+    seed: int = 0
+    device: str = "auto"
+    init_from: str | None = None
+    max_steps_per_epoch: int | None = None
+    eval_every: int = 1
+    log_every: int = 20
+
+
+@dataclass(frozen=True)
+class Config:
+    """One experiment."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "model.variant": ("single_frame", "famipose", "famipose_official"),
+    "model.backbone.name": ("w32", "w48", "tiny"),
+    "model.gtm.mode": ("affine", "translation"),
+    "model.gtm.input": ("concat", "difference"),
+    "model.lcm.mask": ("sigmoid", "raw"),
+    "model.lcm.dcn_impl": ("auto", "torch", "torchvision"),
+    "model.head.kind": ("heatmap", "simcc"),
+    "model.head.simcc_mode": ("sa-simdr", "simdr"),
+    "loss.mi_form": ("kl", "official", "none"),
+    "train.optimizer": ("adam", "adamw"),
+    "train.device": ("auto", "cpu", "cuda"),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Building dataclasses from plain data
+# ---------------------------------------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+def _convert(value: Any, annotation: Any, key: str) -> Any:
+    """Convert a YAML value to ``annotation``; raise ConfigError naming ``key``."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if dataclasses.is_dataclass(annotation):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return from_dict(annotation, value, prefix=f"{key}.")
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(value, inner[0], key)
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(v, args[0], key) for v in value)
+        if len(value) != len(args):
+            raise ConfigError(f"{key}: expected {len(args)} values, got {len(value)}")
+        return tuple(_convert(v, a, key) for v, a in zip(value, args, strict=True))
+    if annotation is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if annotation in (int, str, bool) and type(value) is annotation:
+        return value
+    raise ConfigError(f"{key}: expected {getattr(annotation, '__name__', annotation)}, got {value!r}")
+
+
+def from_dict(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
+    """Build dataclass ``cls`` from a mapping, rejecting unknown keys and invalid choices.
+
+    Args:
+        cls: Dataclass type.
+        data: Field values; missing fields take their defaults.
+        prefix: Dotted path of ``cls`` inside the root config (for error messages).
+
+    Returns:
+        A new instance of ``cls``.
+    """
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ConfigError(f"unknown key(s) {[prefix + k for k in unknown]}; valid keys: {names}")
+    kwargs = {}
+    for name, value in data.items():
+        key = prefix + name
+        kwargs[name] = _convert(value, hints[name], key)
+        valid = CHOICES.get(key)
+        if valid is not None and kwargs[name] not in valid:
+            raise ConfigError(f"{key}: {kwargs[name]!r} is not one of {list(valid)}")
+    try:
+        return cls(**kwargs)
+    except ValueError as err:
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: {err}") from None
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """Plain nested dict (tuples as lists) of a config, suitable for YAML."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, tuple | list):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return plain(dataclasses.asdict(config))
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {dotted!r}: {part!r} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_overrides(overrides: Iterable[str]) -> list[tuple[str, Any]]:
+    """Parse ``key=value`` strings; values are read as YAML (``true``, ``[1, 2]``, ``0.1``)."""
+    parsed = []
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+        parsed.append((key.strip(), yaml.safe_load(raw)))
+    return parsed
+
+
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Config:
+    """Load a YAML experiment file and apply dotted overrides.
+
+    Args:
+        path: YAML file; ``None`` starts from the defaults.
+        overrides: ``section.key=value`` strings applied in order.
+
+    Returns:
+        A new frozen :class:`Config`.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except OSError as err:
+            raise ConfigError(f"{path}: cannot read config ({err.strerror})") from err
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: invalid YAML ({err})") from err
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: top level must be a mapping")
+        data = loaded or {}
+    for key, value in parse_overrides(overrides):
+        _set_dotted(data, key, value)
+    try:
+        return from_dict(Config, data)
+    except ConfigError as err:
+        where = f"{path}: " if path is not None else ""
+        raise ConfigError(f"{where}{err}") from None

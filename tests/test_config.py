@@ -1,0 +1,64 @@
+"""Config loading: every shipped file loads, unknown keys and bad choices fail clearly."""
+
+from pathlib import Path
+
+import pytest
+
+from famipose.config import Config, ConfigError, load_config, to_dict
+
+CONFIGS = sorted(Path(__file__).resolve().parents[1].joinpath("configs").glob("*.yaml"))
+
+
+def test_configs_exist():
+    names = {p.stem for p in CONFIGS}
+    for variant in ("single_frame", "famipose", "famipose_official", "famipose_simcc"):
+        assert f"{variant}_tiny" in names
+        assert f"{variant}_w48_384x288" in names
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_shipped_config_round_trips(path, tmp_path):
+    cfg = load_config(path)
+    import yaml
+
+    copy = tmp_path / "copy.yaml"
+    copy.write_text(yaml.safe_dump(to_dict(cfg)))
+    assert load_config(copy) == cfg
+
+
+def test_defaults_and_overrides():
+    cfg = load_config(None, ["model.backbone.frozen=true", "model.deltas=[-1, 1]", "loss.mi_weight=2"])
+    assert cfg.model.backbone.frozen is True
+    assert cfg.model.deltas == (-1, 1)
+    assert cfg.model.num_supports == 2
+    assert cfg.loss.mi_weight == 2.0 and isinstance(cfg.loss.mi_weight, float)
+    assert Config().model.heatmap_size == (72, 96)
+
+
+def test_unknown_key_names_valid_keys(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("model:\n  backbone:\n    widht: 48\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert "model.backbone.widht" in str(err.value) and "name" in str(err.value) and "bad.yaml" in str(err.value)
+
+
+def test_invalid_choice_lists_choices():
+    with pytest.raises(ConfigError, match=r"model.variant.*'famipose_official'"):
+        load_config(None, ["model.variant=dcpose"])
+
+
+def test_wrong_types_rejected():
+    with pytest.raises(ConfigError, match=r"model\.num_joints"):
+        load_config(None, ["model.num_joints=true"])
+    with pytest.raises(ConfigError, match=r"model\.input_size"):
+        load_config(None, ["model.input_size=[1, 2, 3]"])
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(None, ["model.variant"])
+
+
+def test_invalid_yaml_names_file(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("model: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"broken\.yaml"):
+        load_config(path)

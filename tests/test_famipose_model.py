@@ -1,0 +1,91 @@
+"""FamiPose network contract on the tiny CPU configs."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from famipose.config import load_config
+from famipose.models.famipose import FamiPose, FamiPoseOutput
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+TINY = ["single_frame_tiny", "famipose_tiny", "famipose_official_tiny", "famipose_simcc_tiny"]
+
+
+def _inputs(batch: int = 2, supports: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    return torch.randn(batch, 3, 128, 96, generator=gen), torch.randn(batch, supports, 3, 128, 96, generator=gen)
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_output_contract_same_in_train_and_eval(name):
+    torch.manual_seed(0)
+    cfg = load_config(CONFIGS / f"{name}.yaml").model
+    model = FamiPose(cfg)
+    key, supports = _inputs()
+    outputs = []
+    for train in (True, False):
+        model.train(train)
+        with torch.set_grad_enabled(train):
+            outputs.append(model(key, supports))
+    for out in outputs:
+        assert isinstance(out, FamiPoseOutput)
+        assert out.key_feature.shape == (2, 16, 32, 24)
+        assert out.enhanced_feature.shape == (2, 16, 32, 24)
+        if cfg.head.kind == "simcc":
+            assert out.pose.simcc_x.shape == (2, 17, 192) and out.pose.simcc_y.shape == (2, 17, 256)
+        else:
+            assert out.pose.heatmaps.shape == (2, 17, 32, 24)
+        if cfg.variant == "single_frame":
+            assert out.support_features is None
+        else:
+            assert out.support_features.shape == (2, 4, 16, 32, 24)
+            assert out.warps.shape == (2, 4, 2, 3)
+    train_fields = {k for k, v in vars(outputs[0]).items() if v is not None}
+    assert train_fields == {k for k, v in vars(outputs[1]).items() if v is not None}
+
+
+def test_backbone_runs_once_over_key_and_supports():
+    model = FamiPose(load_config(CONFIGS / "famipose_tiny.yaml").model)
+    batches = []
+    model.backbone.conv1.register_forward_hook(lambda _m, inp, _o: batches.append(inp[0].shape[0]))
+    model(*_inputs())
+    assert batches == [2 + 2 * 4]
+
+
+def test_single_frame_equals_hrnet():
+    model = FamiPose(load_config(CONFIGS / "single_frame_tiny.yaml").model).eval()
+    key, _ = _inputs()
+    torch.testing.assert_close(model(key).pose.heatmaps, model.backbone(key))
+
+
+def test_famipose_starts_from_key_feature_path():
+    """At initialisation the GTM and LCM are identities: Z̃_{t+δ} equals Z_{t+δ}."""
+    model = FamiPose(load_config(CONFIGS / "famipose_tiny.yaml").model).eval()
+    out = model(*_inputs())
+    torch.testing.assert_close(out.aligned_supports, out.support_features, atol=1e-5, rtol=0)
+
+
+def test_frozen_backbone_gets_no_gradient_and_keeps_bn_stats():
+    cfg = load_config(CONFIGS / "famipose_tiny.yaml", ["model.backbone.frozen=true"]).model
+    model = FamiPose(cfg).train()
+    assert not model.backbone.training
+    stats = model.backbone.bn1.running_mean.clone()
+    out = model(*_inputs())
+    out.pose.heatmaps.sum().backward()
+    assert all(p.grad is None for p in model.backbone.parameters())
+    assert model.gtm.to_params.weight.grad is not None
+    torch.testing.assert_close(model.backbone.bn1.running_mean, stats)
+
+
+def test_bad_supports_and_groups_rejected():
+    cfg = load_config(CONFIGS / "famipose_tiny.yaml").model
+    model = FamiPose(cfg)
+    key, supports = _inputs()
+    with pytest.raises(ValueError, match=r"\(B, 4, 3, H, W\)"):
+        model(key, supports[:, :3])
+    with pytest.raises(ValueError, match="supports"):
+        model(key)
+    bad = load_config(CONFIGS / "famipose_tiny.yaml", ["model.lcm.offset_groups=3"]).model
+    with pytest.raises(ValueError, match="offset_groups"):
+        FamiPose(bad)
