@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from famipose.codecs.transforms import get_affine_matrix, transform_points
+from famipose.codecs.transforms import get_affine_matrix, transform_points, warp_affine
 from famipose.data.augment import (
     AugmentConfig,
     AugmentParams,
@@ -16,7 +16,6 @@ from famipose.data.augment import (
     half_body_crop,
     sample_augmentation,
     transform_keypoints,
-    warp_frame,
 )
 from famipose.data.keypoints import UPPER_BODY_JOINTS, flip_permutation
 
@@ -131,8 +130,8 @@ def test_flip_mirrors_the_crop_and_swaps_joints() -> None:
     for matrix in flipped.support_matrices:
         np.testing.assert_allclose(matrix, flipped.key_matrix, atol=1e-12)
     image = np.random.default_rng(0).integers(0, 255, size=(160, 200, 3), dtype=np.uint8)
-    mirrored_crop = warp_frame(image, flipped.key_matrix, SIZE).astype(int)
-    np.testing.assert_allclose(mirrored_crop, warp_frame(image, plain.key_matrix, SIZE)[:, ::-1], atol=1)  # rounding
+    mirrored_crop = warp_affine(image, flipped.key_matrix, SIZE).astype(int)
+    np.testing.assert_allclose(mirrored_crop, warp_affine(image, plain.key_matrix, SIZE)[:, ::-1], atol=1)  # rounding
 
 
 def test_support_shift_moves_only_support_crops() -> None:
@@ -145,13 +144,13 @@ def test_support_shift_moves_only_support_crops() -> None:
     np.testing.assert_allclose(transform_points(CENTER, transform.key_matrix), middle, atol=1e-9)
 
 
-def test_warp_frame_puts_image_points_at_transformed_keypoints() -> None:
+def test_warp_affine_puts_image_points_at_transformed_keypoints() -> None:
     image = np.zeros((160, 200, 3), dtype=np.uint8)
     point = np.array([112.0, 93.0])
     image[93, 112] = 255
     params = AugmentParams((), scale_multiplier=0.5, rotation_deg=-35.0, flip=True)
     transform = apply_augmentation(params, CENTER, SCALE, SIZE)
-    crop = warp_frame(image, transform.key_matrix, SIZE)
+    crop = warp_affine(image, transform.key_matrix, SIZE)
     row, col = np.unravel_index(crop[..., 0].argmax(), crop.shape[:2])
     x, y = transform_points(point, transform.key_matrix)
     assert abs(col - x) <= 0.5 and abs(row - y) <= 0.5

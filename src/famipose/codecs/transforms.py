@@ -140,6 +140,27 @@ def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return np.einsum("...ij,...j->...i", matrix[..., :2], points) + matrix[..., 2]
 
 
+def warp_affine(image: np.ndarray, matrix: np.ndarray, output_size: Size) -> np.ndarray:
+    """Resample an image with an image -> crop matrix: bilinear, zeros outside the image.
+
+    Args:
+        image: (H, W, C) or (H, W) image.
+        matrix: (2, 3) image -> crop matrix.
+        output_size: crop size ``(w, h)``.
+
+    Returns:
+        (h, w, C) or (h, w) crop with the image's dtype.
+    """
+    return cv2.warpAffine(
+        image,
+        matrix,
+        (int(output_size[0]), int(output_size[1])),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=0,
+    )
+
+
 def warp_crop(
     image: np.ndarray,
     center: np.ndarray,
@@ -161,15 +182,7 @@ def warp_crop(
     Returns:
         (h, w, C) or (h, w) crop with the image's dtype.
     """
-    matrix = get_affine_matrix(center, scale, output_size, rotation_deg)
-    return cv2.warpAffine(
-        image,
-        matrix,
-        (int(output_size[0]), int(output_size[1])),
-        flags=cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_CONSTANT,
-        borderValue=0,
-    )
+    return warp_affine(image, get_affine_matrix(center, scale, output_size, rotation_deg), output_size)
 
 
 def rescale_points(points: np.ndarray, src_size: Size, dst_size: Size) -> np.ndarray:

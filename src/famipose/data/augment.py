@@ -8,7 +8,7 @@ Augmentation happens in two pure steps:
    crop, scale, rotation, horizontal flip, and (optionally) a small per-support shift of the crop
    that simulates a misaligned box.
 2. :func:`apply_augmentation` turns the params and the key box into one affine matrix per frame
-   (image pixels → input pixels, flip included); :func:`warp_frame` and
+   (image pixels → input pixels, flip included); :func:`famipose.codecs.transforms.warp_affine` and
    :func:`transform_keypoints` apply them to images and keypoints.
 
 Defaults follow HRNet / DCPose training on PoseTrack: ``SCALE_FACTOR 0.35`` (scale multiplier
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from famipose.codecs.transforms import Size, box_to_center_scale, get_affine_matrix, transform_points
@@ -235,29 +234,6 @@ def apply_augmentation(
         crop=crop,
         rotation_deg=params.rotation_deg,
         flip=params.flip,
-    )
-
-
-def warp_frame(image: np.ndarray, matrix: np.ndarray, output_size: Size) -> np.ndarray:
-    """Resample a frame into the network input with one of a window's matrices.
-
-    Bilinear interpolation, zeros outside the image (as ``transforms.warp_crop``).
-
-    Args:
-        image: (H, W, C) image.
-        matrix: (2, 3) image → input matrix.
-        output_size: network input ``(w, h)``.
-
-    Returns:
-        (h, w, C) crop with the image's dtype.
-    """
-    return cv2.warpAffine(
-        image,
-        matrix,
-        (int(output_size[0]), int(output_size[1])),
-        flags=cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_CONSTANT,
-        borderValue=0,
     )
 
 

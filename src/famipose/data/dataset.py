@@ -26,14 +26,13 @@ from torch.utils.data import Dataset
 
 from famipose.codecs.heatmap import encode_heatmaps
 from famipose.codecs.simcc import encode_simcc
-from famipose.codecs.transforms import box_to_center_scale
+from famipose.codecs.transforms import box_to_center_scale, warp_affine
 from famipose.data.augment import (
     AugmentConfig,
     AugmentParams,
     apply_augmentation,
     sample_augmentation,
     transform_keypoints,
-    warp_frame,
 )
 from famipose.data.posetrack import read_image
 from famipose.data.windows import Window
@@ -222,9 +221,9 @@ class PoseWindowDataset(Dataset[WindowSample]):
         transform = apply_augmentation(params, center, scale, options.input_size)
 
         images = {path: read_image(path) for path in {window.key_frame.path, *window.support_paths}}
-        key = warp_frame(images[window.key_frame.path], transform.key_matrix, options.input_size)  # (H, W, 3)
+        key = warp_affine(images[window.key_frame.path], transform.key_matrix, options.input_size)  # (H, W, 3)
         supports = [
-            warp_frame(images[path], matrix, options.input_size)  # (H, W, 3)
+            warp_affine(images[path], matrix, options.input_size)  # (H, W, 3)
             for path, matrix in zip(window.support_paths, transform.support_matrices, strict=True)
         ]
 
