@@ -80,6 +80,14 @@ def test_official_kl_reproduces_released_arithmetic():
     assert inp.grad is None and tgt.grad is not None
 
 
+def test_official_kl_gradient_finite_when_probabilities_underflow():
+    # At T = 0.05 a logit gap of 100 underflows softmax to exactly 0 in float32.
+    target = torch.tensor([[0.0, 100.0, 5.0]], requires_grad=True)
+    value = _official_kl(torch.zeros(1, 3), target, 0.05)
+    value.backward()
+    assert torch.isfinite(value) and torch.isfinite(target.grad).all()
+
+
 def test_official_objective_signs():
     terms = {name: torch.tensor(float(v)) for v, name in enumerate(MI_DIRECTIONS, start=1)}
     weights = dict.fromkeys(MI_DIRECTIONS, 1.0)

@@ -20,6 +20,162 @@ def main() -> None:
 
 
 @app.command()
+def video(
+    source: Annotated[Path, typer.Argument(help="Video file, image folder or glob pattern ('frames/*.jpg').")],
+    checkpoint: Annotated[
+        Path | None, typer.Option("--checkpoint", help="Training checkpoint, .safetensors or state dict.")
+    ] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="Experiment YAML (optional with a .pth).")] = None,
+    overrides: Annotated[list[str] | None, typer.Option("--set", help="Config override key=value.")] = None,
+    boxes: Annotated[
+        Path | None, typer.Option("--boxes", help="Person boxes: COCO results or PoseTrack18 annotations.")
+    ] = None,
+    detector: Annotated[str, typer.Option(help="Built-in detector without --boxes: auto|hog|motion|none.")] = "auto",
+    gt_json: Annotated[
+        Path | None, typer.Option("--gt-json", help="PoseTrack18 GT of this video: image ids and file names.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Overlay mp4 to write.")] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="PoseTrack18 output [predictions/<video>.json].")
+    ] = None,
+    coco_out: Annotated[
+        Path | None, typer.Option("--coco-json", help="COCO results output [<json stem>_coco.json].")
+    ] = None,
+    mode: Annotated[Literal["exact", "fast"], typer.Option(help="exact: 1+S crops per box; fast: cached.")] = "exact",
+    device: Annotated[Literal["auto", "cpu", "cuda"], typer.Option(help="Where the network runs.")] = "auto",
+    batch: Annotated[int, typer.Option(help="Crops per backbone call.")] = 32,
+    chunk: Annotated[int, typer.Option(help="fast mode: key frames sharing one crop box per track.")] = 16,
+    score_threshold: Annotated[float, typer.Option(help="Drop person boxes below this score.")] = 0.4,
+    min_hits: Annotated[int, typer.Option(help="Consecutive matches before a track is born.")] = 2,
+    max_misses: Annotated[int, typer.Option(help="Missed frames after which a track ends.")] = 5,
+) -> None:
+    """Estimate and track poses in a video; write PoseTrack18 and COCO JSON and an overlay video."""
+    from famipose.config import ConfigError
+    from famipose.data.errors import DataError
+    from famipose.engine.logging import setup_logging
+    from famipose.inference import EstimatorOptions, TrackerConfig, VideoPoseEstimator, process_video
+    from famipose.inference.pipeline import default_image_prefix
+    from famipose.models.checkpoint import CheckpointError
+
+    setup_logging()
+    json_out = json_out or Path("predictions") / f"{Path(default_image_prefix(source)).name}.json"
+    coco_out = coco_out or json_out.with_name(f"{json_out.stem}_coco.json")
+    try:
+        options = EstimatorOptions(
+            mode=mode, batch_size=batch, score_threshold=score_threshold, chunk_length=chunk,
+            tracker=TrackerConfig(min_hits=min_hits, max_misses=max_misses),
+        )  # fmt: skip
+        estimator = VideoPoseEstimator.from_checkpoint(
+            checkpoint, config, overrides or [], options, detector=detector, boxes=boxes, gt_json=gt_json, device=device
+        )
+        result = process_video(estimator, source, json_out, coco_out, out, progress=True)
+    except (ConfigError, CheckpointError, DataError, ValueError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
+    stages = ", ".join(f"{stage} {seconds:.2f}s" for stage, seconds in result.timings.items())
+    typer.echo(f"{result.num_decoded} frames, {len(result.track_ids)} tracks, {result.throughput:.1f} fps ({stages})")
+    typer.echo(f"wrote {json_out}, {coco_out}" + (f", {out}" if out and result.num_decoded else ""))
+    if not result.num_decoded:
+        raise typer.Exit(1)
+
+
+@app.command()
+def export(
+    out: Annotated[Path, typer.Argument(help="Output file (.onnx or .safetensors).")],
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", help="Training checkpoint, .safetensors or state dict.")],
+    config: Annotated[Path | None, typer.Option("--config", help="Experiment YAML (optional with a .pth).")] = None,
+    overrides: Annotated[list[str] | None, typer.Option("--set", help="Config override key=value.")] = None,
+    export_format: Annotated[Literal["onnx", "safetensors"], typer.Option("--format", help="Output format.")] = "onnx",
+    batch: Annotated[int, typer.Option(help="ONNX: batch size of the exported graph.")] = 1,
+) -> None:
+    """Export the window model (key + supports → heatmaps or SimCC) to ONNX, or the weights to safetensors."""
+    from famipose.config import ConfigError
+    from famipose.engine.checkpointing import export_safetensors
+    from famipose.inference.pipeline import load_model_and_config
+    from famipose.models.checkpoint import CheckpointError
+
+    try:
+        if export_format == "safetensors":
+            written = export_safetensors(checkpoint, out)
+        else:
+            from famipose.inference.export import export_onnx
+
+            model, _ = load_model_and_config(checkpoint, config, overrides or [])
+            written = export_onnx(model, out, batch_size=batch)
+    except (ConfigError, CheckpointError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
+    typer.echo(f"wrote {written}")
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Argument(help="Experiment YAML file.", exists=True, dir_okay=False)],
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a config value: section.key=value (repeatable).")
+    ] = None,
+    resume: Annotated[
+        str | None, typer.Option("--resume", help="'auto' (the run folder's last.pth) or a checkpoint path.")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="Run folder.")] = Path("runs/train"),
+    checkpoint_every: Annotated[
+        int | None, typer.Option("--checkpoint-every", help="Also write last.pth every N steps inside an epoch.")
+    ] = None,
+    gt: Annotated[
+        Path | None, typer.Option("--gt", help="Per-video GT folder for evaluation (default: data.val_annotations).")
+    ] = None,
+) -> None:
+    """Train a model (the same command runs under torchrun --nproc_per_node N for DDP)."""
+    from famipose.config import ConfigError, load_config
+    from famipose.engine.logging import setup_logging
+    from famipose.engine.train import TrainingDivergedError
+    from famipose.engine.train import train as run_training
+    from famipose.models.checkpoint import CheckpointError
+
+    setup_logging()
+    try:
+        result = run_training(load_config(config, overrides or []), out, resume, checkpoint_every, gt)
+    except (ConfigError, CheckpointError, TrainingDivergedError, FileNotFoundError, ValueError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
+    best = "n/a" if result.best_ap is None else f"{result.best_ap:.2f}"
+    typer.echo(f"done: {result.progress.global_step} steps, best AP {best}, checkpoints in {result.out_dir}")
+
+
+@app.command()
+def test(
+    config: Annotated[Path, typer.Argument(help="Experiment YAML file.", exists=True, dir_okay=False)],
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", help="Checkpoint (.pth) or .safetensors weights.")],
+    boxes: Annotated[
+        str | None, typer.Option("--boxes", help="Detections JSON, or 'gt' (default: data.val_boxes).")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("runs/test"),
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a config value: section.key=value (repeatable).")
+    ] = None,
+    gt: Annotated[
+        Path | None, typer.Option("--gt", help="Per-video GT folder (default: data.val_annotations).")
+    ] = None,
+) -> None:
+    """Predict the validation set, write PoseTrack18 files per video and print the AP table."""
+    from rich.console import Console
+
+    from famipose.config import ConfigError, load_config
+    from famipose.engine.evaluate import evaluate_model
+    from famipose.engine.logging import setup_logging
+    from famipose.models.checkpoint import CheckpointError
+
+    setup_logging()
+    try:
+        result = evaluate_model(load_config(config, overrides or []), checkpoint, boxes, out, gt)
+    except (ConfigError, CheckpointError, FileNotFoundError, ValueError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
+    Console().print(result.table())
+    typer.echo(f"predictions in {out / 'predictions'}, scores in {out / 'eval.json'}")
+
+
+@app.command()
 def synth(
     out: Annotated[Path, typer.Argument(help="Data set root to write (PoseTrack18 layout).")],
     videos: Annotated[int, typer.Option(help="Number of videos.")] = 20,
@@ -29,7 +185,7 @@ def synth(
     difficulty: Annotated[Literal["easy", "hard"], typer.Option(help="Knob preset.")] = "easy",
     split: Annotated[Literal["train", "val", "test"], typer.Option(help="Split to write.")] = "train",
     labeled_every: Annotated[int, typer.Option("--labeled-every", help="Label every K-th frame.")] = 1,
-    workers: Annotated[int | None, typer.Option(help="Worker processes (default: up to 2).")] = None,
+    workers: Annotated[int, typer.Option(help="Worker processes rendering videos in parallel.")] = 2,
 ) -> None:
     """Generate SynthTrack, the synthetic multi-person pose benchmark, and print its statistics."""
     from famipose.data.synthtrack import generate_synthtrack, parse_size

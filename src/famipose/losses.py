@@ -236,11 +236,13 @@ def _official_kl(input_logits: Tensor, target_logits: Tensor, temperature: float
     """``kl_div(softmax(input.detach()/T), softmax(target/T), reduction='mean')`` over (R, N) rows.
 
     As released: probabilities (not log-probabilities) as ``input``, the input detached, so the
-    gradient reaches only the target side.
+    gradient reaches only the target side. The target enters in log space (same value): at
+    T = 0.05 its probabilities underflow to 0, where p·log p has an infinite derivative and the
+    released formula turns gradients into NaN.
     """
     probs_in = F.softmax(input_logits.detach() / temperature, -1)
-    probs_target = F.softmax(target_logits / temperature, -1)
-    return F.kl_div(probs_in, probs_target, reduction="none").mean()  # = the released reduction='mean'
+    log_target = F.log_softmax(target_logits / temperature, -1)
+    return F.kl_div(probs_in, log_target, reduction="none", log_target=True).mean()  # released: 'mean'
 
 
 def _official_label_term(feature: Tensor, final: PoseLogits, probe: Probe) -> Tensor:

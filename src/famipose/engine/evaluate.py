@@ -1,0 +1,362 @@
+"""Validation and testing: predict every person box, write PoseTrack18 files per GT video, score them.
+
+Pipeline (the HRNet / DCPose top-down protocol):
+
+1. Boxes: ground truth (``data.val_boxes: gt``) or a detections JSON (kept at
+   ``score >= data.box_score_threshold``), on the labelled frames of the validation split.
+2. One window per box; the network sees the key crop and its support crops; heatmaps are decoded
+   by argmax with the quarter-pixel shift, SimCC vectors by argmax of their softmax; coordinates
+   are mapped back to the image.
+3. Each person is scored ``box score × mean joint score``, and per frame duplicates are removed by
+   OKS non-maximum suppression (threshold 0.9, COCO keypoint sigmas in PoseTrack order).
+4. One prediction file per GT video (``predictions/<video>.json``, PoseTrack18 layout) and
+   :func:`famipose.evaluation.evaluate_posetrack`; under DDP each process predicts a share of the
+   boxes and rank 0 gathers, writes and scores.
+
+Shape symbols: B batch, N persons, K joints.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+
+from famipose.codecs import crop_to_image, decode_heatmaps, decode_simcc, heatmap_to_image
+from famipose.config import Config, ModelConfig
+from famipose.data.dataset import PoseWindowDataset, WindowBatch, collate_windows
+from famipose.data.detections import load_detections
+from famipose.data.posetrack import load_posetrack
+from famipose.data.windows import BoxSource, GroundTruthBoxes, build_windows
+from famipose.engine.builders import data_path, dataset_options, window_deltas
+from famipose.engine.checkpointing import read_model_state
+from famipose.engine.distributed import (
+    DistributedContext,
+    broadcast_from_main,
+    gather_to_main,
+    init_distributed,
+    shutdown_distributed,
+    unwrap_model,
+)
+from famipose.engine.plots import plot_per_joint_ap
+from famipose.evaluation import EvalResult, PosePrediction, evaluate_posetrack, write_predictions
+from famipose.evaluation.io import read_video
+from famipose.models.checkpoint import CheckpointError, compare_state_dict
+from famipose.models.famipose import FamiPose
+from famipose.models.heads import PoseLogits
+
+logger = logging.getLogger(__name__)
+
+# COCO keypoint OKS sigmas in PoseTrack joint order; head_bottom and head_top take the eye values,
+# as in the HRNet-family PoseTrack code.
+OKS_SIGMAS = np.array(
+    [0.26, 0.25, 0.25, 0.35, 0.35, 0.79, 0.79, 0.72, 0.72, 0.62, 0.62, 1.07, 1.07, 0.87, 0.87, 0.89, 0.89]
+) / 10.0
+OKS_NMS_THRESHOLD = 0.9
+
+
+@dataclass(frozen=True, eq=False)
+class PersonPose:
+    """One predicted person.
+
+    Attributes:
+        file_name: Key-frame file name (as in the annotations).
+        keypoints: (K, 3) ``(x, y, score)`` in image pixels.
+        score: Person score (box score × mean joint score).
+        area: Crop area in square image pixels (the OKS scale).
+    """
+
+    file_name: str
+    keypoints: np.ndarray
+    score: float
+    area: float
+
+
+@dataclass(frozen=True, eq=False)
+class EvalData:
+    """What evaluation needs, built once per run.
+
+    Attributes:
+        dataset: Windows of the validation boxes, without augmentation.
+        gt_dir: Folder of GT files, one per video, for the evaluator.
+    """
+
+    dataset: PoseWindowDataset
+    gt_dir: Path
+
+
+def frame_key(file_name: str) -> str:
+    """``<video>/<frame>`` of an image path, to pair frames named with different root prefixes."""
+    return "/".join(PurePosixPath(file_name.replace("\\", "/")).parts[-2:])
+
+
+def resolve_gt_dir(config: Config, gt_dir: str | Path | None) -> Path:
+    """The evaluator's GT folder: ``gt_dir``, or ``data.val_annotations`` when that is a folder.
+
+    Raises:
+        ValueError: Neither is a folder (a merged annotation file needs an explicit GT folder).
+    """
+    folder = Path(gt_dir) if gt_dir is not None else data_path(config.data, config.data.val_annotations)
+    if not folder.is_dir():
+        raise ValueError(
+            f"evaluation needs a folder of per-video GT files; {folder} is not one (pass gt_dir / --gt)"
+        )
+    return folder
+
+
+def build_eval_data(config: Config, boxes: str | Path | None = None, gt_dir: str | Path | None = None) -> EvalData:
+    """Windows of the validation boxes on labelled frames, and the GT folder.
+
+    Args:
+        config: The experiment.
+        boxes: ``"gt"`` or a detections JSON; ``None`` uses ``data.val_boxes`` (a relative
+            detections path there is resolved against ``data.root``).
+        gt_dir: GT folder for the evaluator (see :func:`resolve_gt_dir`).
+
+    Returns:
+        The evaluation data.
+    """
+    data = config.data
+    split = load_posetrack(data_path(data, data.val_annotations), data.root)
+    if boxes is None:
+        boxes = data.val_boxes if data.val_boxes == "gt" else data_path(data, data.val_boxes)
+    source: BoxSource = (
+        GroundTruthBoxes() if str(boxes) == "gt" else load_detections(boxes, split, data.box_score_threshold)
+    )
+    windows, _ = build_windows(split, window_deltas(config.model), source)
+    labelled = [window for window in windows if window.key_frame.is_labeled]
+    logger.info("evaluation boxes: %d on labelled frames (%d in all)", len(labelled), len(windows))
+    return EvalData(PoseWindowDataset(labelled, dataset_options(config, augment=False)), resolve_gt_dir(config, gt_dir))
+
+
+def decode_batch(logits: PoseLogits, batch: WindowBatch, model: ModelConfig) -> np.ndarray:
+    """Image-space keypoints of one batch.
+
+    Args:
+        logits: Head output for the batch.
+        batch: The batch (crop centres and scales).
+        model: Sizes and SimCC split ratio.
+
+    Returns:
+        (B, K, 3) ``(x, y, score)`` in image pixels.
+    """
+    centers, scales = batch.centers.numpy(), batch.scales.numpy()
+    if logits.is_simcc:
+        probabilities = [t.float().softmax(-1).cpu().numpy() for t in (logits.simcc_x, logits.simcc_y)]  # (B, K, N)
+        coords, scores = decode_simcc(*probabilities, model.head.simcc_split_ratio)  # (B, K, 2) input px
+        image = crop_to_image(coords, centers, scales, model.input_size)
+    else:
+        coords, scores = decode_heatmaps(logits.heatmaps.float().cpu().numpy())  # (B, K, 2) heatmap px
+        image = heatmap_to_image(coords, centers, scales, model.heatmap_size, model.input_size)
+    return np.concatenate([image, scores[..., None]], axis=-1)  # (B, K, 3)
+
+
+@torch.no_grad()
+def predict_persons(
+    model: FamiPose, loader: DataLoader, device: torch.device, amp: bool = False
+) -> list[PersonPose]:
+    """Run the network over a loader of evaluation windows.
+
+    Args:
+        model: The network (put in eval mode here).
+        loader: Batches of :class:`WindowBatch`.
+        device: Where to compute.
+        amp: Use CUDA autocast.
+
+    Returns:
+        One person per window, in loader order.
+    """
+    model.eval()
+    persons = []
+    for batch in loader:
+        with torch.autocast(device.type, enabled=amp and device.type == "cuda"):
+            output = model(batch.key.to(device), batch.supports.to(device))
+        keypoints = decode_batch(output.pose, batch, model.config)  # (B, K, 3)
+        box_scores = batch.box_scores.numpy()  # (B,)
+        areas = (batch.scales[:, 0] * batch.scales[:, 1]).numpy()  # (B,)
+        for index, name in enumerate(batch.file_names):
+            score = float(box_scores[index] * keypoints[index, :, 2].mean())
+            persons.append(PersonPose(name, keypoints[index], score, float(areas[index])))
+    return persons
+
+
+def oks_similarity(reference: np.ndarray, others: np.ndarray, area_ref: float, areas: np.ndarray) -> np.ndarray:
+    """Object keypoint similarity of one person to others.
+
+    Args:
+        reference: (K, 2+) keypoints.
+        others: (N, K, 2+) keypoints.
+        area_ref: Scale area of the reference.
+        areas: (N,) scale areas of the others.
+
+    Returns:
+        (N,) OKS in [0, 1].
+    """
+    variances = (2 * OKS_SIGMAS) ** 2  # (K,)
+    squared = ((others[..., :2] - reference[None, :, :2]) ** 2).sum(-1)  # (N, K)
+    scale = (area_ref + areas)[:, None] / 2 + np.spacing(1)  # (N, 1)
+    return np.exp(-squared / variances / scale / 2).mean(-1)
+
+
+def oks_nms(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, threshold: float) -> list[int]:
+    """Greedy non-maximum suppression by OKS.
+
+    Args:
+        keypoints: (N, K, 2+) persons of one frame.
+        scores: (N,) person scores.
+        areas: (N,) scale areas.
+        threshold: Persons with OKS above this to a kept, higher-scored person are dropped.
+
+    Returns:
+        Indices of the kept persons, best first.
+    """
+    order = np.argsort(-scores, kind="stable")
+    kept = []
+    while order.size:
+        best, rest = order[0], order[1:]
+        kept.append(int(best))
+        overlap = oks_similarity(keypoints[best], keypoints[rest], areas[best], areas[rest])
+        order = rest[overlap <= threshold]
+    return kept
+
+
+def group_by_frame(persons: Sequence[PersonPose]) -> dict[str, list[PersonPose]]:
+    """Persons per frame key, duplicates removed by OKS NMS."""
+    frames: dict[str, list[PersonPose]] = {}
+    for person in persons:
+        frames.setdefault(frame_key(person.file_name), []).append(person)
+    kept = {}
+    for key, group in frames.items():
+        keep = oks_nms(
+            np.stack([p.keypoints for p in group]),
+            np.array([p.score for p in group]),
+            np.array([p.area for p in group]),
+            OKS_NMS_THRESHOLD,
+        )
+        kept[key] = [group[i] for i in keep]
+    return kept
+
+
+def write_video_predictions(persons: Sequence[PersonPose], gt_dir: Path, pred_dir: Path) -> list[Path]:
+    """One PoseTrack18 prediction file per GT video, frames copied from the GT file.
+
+    Args:
+        persons: All predictions.
+        gt_dir: Folder of GT ``*.json`` files.
+        pred_dir: Output folder.
+
+    Returns:
+        The written files.
+    """
+    by_frame = group_by_frame(persons)
+    written = []
+    for gt_file in sorted(gt_dir.glob("*.json")):
+        frames = read_video(gt_file)
+        per_frame = [by_frame.get(frame_key(frame.file_name), []) for frame in frames]
+        predictions = [[PosePrediction(p.keypoints, track) for track, p in enumerate(group)] for group in per_frame]
+        written.append(write_predictions(pred_dir, gt_file.name, frames, predictions))
+    return written
+
+
+def run_evaluation(
+    model: nn.Module, data: EvalData, config: Config, out_dir: Path, context: DistributedContext
+) -> EvalResult | None:
+    """Predict (sharded over processes), write prediction files and score them on rank 0.
+
+    Args:
+        model: The network (possibly DDP-wrapped).
+        data: Evaluation windows and GT folder.
+        config: The experiment (batch size, workers, AMP).
+        out_dir: Receives ``predictions/``, ``eval.json`` and ``per_joint_map.png``.
+        context: This process.
+
+    Returns:
+        The result on every process (``None`` when there is no box to evaluate).
+    """
+    network = unwrap_model(model)
+    shard = Subset(data.dataset, range(context.rank, len(data.dataset), context.world_size))
+    loader = DataLoader(
+        shard,
+        batch_size=max(config.train.batch_size // context.world_size, 1),
+        num_workers=config.data.num_workers,
+        collate_fn=collate_windows,
+    )
+    predicted = predict_persons(network, loader, context.device, config.train.amp)  # type: ignore[arg-type]
+    gathered = gather_to_main(list(zip(shard.indices, predicted, strict=True)), context)
+    persons = [person for _, person in sorted(gathered, key=lambda item: item[0])]  # data-set order
+    result = None
+    if context.is_main and persons:
+        pred_dir = out_dir / "predictions"
+        write_video_predictions(persons, data.gt_dir, pred_dir)
+        result = evaluate_posetrack(data.gt_dir, pred_dir)
+        (out_dir / "eval.json").write_text(json.dumps(result.to_json(), indent=2))
+        plot_per_joint_ap({**result.grouped, "Total": result.total}, out_dir / "per_joint_map.png")
+    return broadcast_from_main(result, context)
+
+
+def load_model(config: ModelConfig, source: str | Path) -> FamiPose:
+    """A network built from ``config`` with the weights of a checkpoint or ``.safetensors`` file.
+
+    Raises:
+        CheckpointError: The file cannot be read or does not fit the configured network.
+    """
+    model = FamiPose(config)
+    state = read_model_state(source)
+    report = compare_state_dict(model, state)
+    if not report.ok:
+        raise CheckpointError(f"checkpoint {str(source)!r} does not fit the configured model: {report.describe()}")
+    model.load_state_dict(state, strict=False)
+    return model
+
+
+def evaluate_model(
+    config: Config,
+    checkpoint_or_model: str | Path | nn.Module,
+    boxes: str | Path | None = None,
+    out_dir: str | Path | None = None,
+    gt_dir: str | Path | None = None,
+) -> EvalResult:
+    """Test a model on the validation split.
+
+    Args:
+        config: The experiment (data, model, batch size, device).
+        checkpoint_or_model: A training checkpoint / ``.safetensors`` file, or a network.
+        boxes: ``"gt"`` or a detections JSON; ``None`` uses ``data.val_boxes``.
+        out_dir: Receives ``predictions/<video>.json``, ``eval.json`` and ``per_joint_map.png``
+            (a temporary folder when ``None``).
+        gt_dir: GT folder for the evaluator (default: ``data.val_annotations`` when a folder).
+
+    Returns:
+        The PoseTrack AP.
+
+    Raises:
+        CheckpointError: The checkpoint does not fit the configured model.
+        ValueError: No box to evaluate, or no GT folder.
+    """
+    owns_group = not torch.distributed.is_initialized()
+    context = init_distributed(config.train.device)
+    try:
+        if isinstance(checkpoint_or_model, nn.Module):
+            model = unwrap_model(checkpoint_or_model)
+        else:
+            model = load_model(config.model, checkpoint_or_model)
+        data = build_eval_data(config, boxes, gt_dir)
+        if len(data.dataset) == 0:
+            raise ValueError("no box to evaluate on the labelled validation frames")
+        with tempfile.TemporaryDirectory() as temporary:
+            folder = Path(out_dir) if out_dir is not None else Path(temporary)
+            result = run_evaluation(model.to(context.device), data, config, folder, context)
+    finally:
+        if owns_group:
+            shutdown_distributed(context)
+    if result is None:
+        raise ValueError("the network produced no prediction")
+    return result

@@ -1,0 +1,134 @@
+"""Run logging: metrics as JSON lines, a rich progress bar on a terminal, plain log lines otherwise.
+
+Only rank 0 logs; other processes get disabled writers. Each metrics line is one JSON object with
+a ``kind``: ``train`` (one per log step: epoch, step, loss and its parts, learning rate, speed) or
+``eval`` (one per evaluation: epoch, step, grouped AP and Total).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+logger = logging.getLogger("famipose.train")
+
+
+def setup_logging(is_main: bool = True) -> None:
+    """Send famipose log records to stderr (rich on a terminal); other ranks log warnings only."""
+    handler: logging.Handler = RichHandler(show_path=False) if sys.stderr.isatty() else logging.StreamHandler()
+    if not sys.stderr.isatty():
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    root = logging.getLogger("famipose")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO if is_main else logging.WARNING)
+    root.propagate = False
+
+
+class MetricsLog:
+    """Append-only JSON-lines file (disabled when ``path`` is ``None``).
+
+    Args:
+        path: The ``metrics.jsonl`` file, appended to (a resumed run continues it).
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        """Append one record as a line and flush it."""
+        if self.path is None:
+            return
+        with self.path.open("a") as file:
+            file.write(json.dumps(record) + "\n")
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """All records of a metrics file (an empty list when it does not exist)."""
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class TrainProgress:
+    """Progress display over the optimiser steps of a run.
+
+    On a terminal: a rich bar with loss, learning rate, it/s and ETA. Otherwise: one log line per
+    ``log_every`` steps with the same numbers.
+
+    Args:
+        total_steps: Steps of the whole run.
+        done_steps: Steps already done (resumed run).
+        log_every: Steps between plain log lines.
+        enabled: False on ranks other than 0.
+    """
+
+    def __init__(self, total_steps: int, done_steps: int, log_every: int, enabled: bool = True) -> None:
+        self.total_steps = total_steps
+        self.done_steps = done_steps
+        self.log_every = max(log_every, 1)
+        self.enabled = enabled
+        self.start_time = time.perf_counter()
+        self.start_step = done_steps
+        self.bar: Progress | None = None
+        self.task = None
+        if enabled and sys.stdout.isatty():
+            self.bar = Progress(
+                TextColumn("[bold]train"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[status]}"),
+                TimeRemainingColumn(),
+                console=Console(),
+            )
+            self.task = self.bar.add_task("train", total=total_steps, completed=done_steps, status="")
+
+    def __enter__(self) -> TrainProgress:
+        """Start the bar."""
+        if self.bar is not None:
+            self.bar.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        """Stop the bar."""
+        if self.bar is not None:
+            self.bar.stop()
+
+    @property
+    def steps_per_second(self) -> float:
+        """Speed since this display started."""
+        elapsed = time.perf_counter() - self.start_time
+        return (self.done_steps - self.start_step) / elapsed if elapsed > 0 else 0.0
+
+    def update(self, global_step: int, epoch: int, loss: float, lr: float) -> None:
+        """Record that ``global_step`` steps are done.
+
+        Args:
+            global_step: Steps done since the start of training.
+            epoch: Current epoch.
+            loss: Loss of the last step.
+            lr: Current learning rate.
+        """
+        self.done_steps = global_step
+        if not self.enabled:
+            return
+        speed = self.steps_per_second
+        status = f"epoch {epoch} loss {loss:.6f} lr {lr:.2e} {speed:.2f} it/s"
+        if self.bar is not None and self.task is not None:
+            self.bar.update(self.task, completed=global_step, status=status)
+        elif global_step % self.log_every == 0 or global_step == self.total_steps:
+            remaining = (self.total_steps - global_step) / speed if speed > 0 else float("nan")
+            logger.info("step %d/%d %s eta %.0fs", global_step, self.total_steps, status, remaining)

@@ -1,0 +1,364 @@
+"""Training loop: one process or ``torchrun`` DDP, resumable at any checkpointed step.
+
+``train(config, out_dir)`` builds everything from the config, trains ``train.epochs`` epochs,
+evaluates every ``train.eval_every`` epochs (and after the last one), and writes under ``out_dir``:
+
+``config.yaml``          the fully expanded config of the run
+``metrics.jsonl``        one line per log step and per evaluation
+``last.pth``             latest checkpoint (every ``checkpoint_every`` steps and every epoch end)
+``best.pth``             checkpoint with the best validation Total AP
+``predictions/``         the latest evaluation's PoseTrack18 files; ``eval.json`` its scores
+``train_curves.png``     loss, learning rate and validation AP; ``per_joint_map.png`` the AP per joint
+
+Determinism. The model is initialised from ``train.seed``; the data order of an epoch depends on
+``(seed, epoch)`` and each sample's augmentation on ``(seed, epoch, index)``; a checkpoint holds the
+position inside the epoch, so a resumed run skips exactly the batches already trained on and ends
+with the weights of an uninterrupted run (bit-exact on the CPU; CUDA kernels such as deformable
+convolution backward may add non-determinism). Random states of python/numpy/torch/CUDA are saved
+and restored (rank 0's under DDP).
+
+Failure. A non-finite loss (or, without mixed precision, a non-finite gradient) raises
+:class:`TrainingDivergedError` before the optimiser step, naming the epoch, step and loss parts; no
+checkpoint is written after a bad step, so ``last.pth`` holds the last good state.
+
+Mixed precision (``train.amp``) uses ``torch.autocast`` with float16 and a ``GradScaler`` on CUDA
+and is off on the CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from famipose.config import Config, to_dict
+from famipose.data.dataset import WindowBatch
+from famipose.engine.builders import (
+    build_model,
+    build_optimizer,
+    build_scheduler,
+    build_train_dataset,
+    build_train_loader,
+    steps_per_epoch,
+)
+from famipose.engine.checkpointing import (
+    BEST_NAME,
+    LAST_NAME,
+    Progress,
+    atomic_save,
+    capture_rng_state,
+    find_resume_checkpoint,
+    load_checkpoint,
+    progress_from_dict,
+    progress_to_dict,
+    restore_rng_state,
+)
+from famipose.engine.distributed import (
+    DistributedContext,
+    all_reduce_mean,
+    any_process,
+    init_distributed,
+    shutdown_distributed,
+    wrap_model,
+)
+from famipose.engine.evaluate import EvalData, build_eval_data, run_evaluation
+from famipose.engine.logging import MetricsLog, TrainProgress, read_metrics
+from famipose.engine.plots import plot_train_curves
+from famipose.evaluation import EvalResult
+from famipose.losses import LossBreakdown, PoseTargets, compute_loss
+
+logger = logging.getLogger("famipose.train")
+
+METRICS_NAME = "metrics.jsonl"
+CONFIG_NAME = "config.yaml"
+CURVES_NAME = "train_curves.png"
+
+
+class TrainingDivergedError(RuntimeError):
+    """Training produced a non-finite loss or gradient and was stopped."""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Outcome of :func:`train`.
+
+    Attributes:
+        out_dir: The run folder.
+        last_checkpoint: ``last.pth``.
+        best_checkpoint: ``best.pth``, or ``None`` when no evaluation gave an AP.
+        best_ap: Best validation Total AP, or ``None``.
+        progress: Epochs and steps done.
+        last_loss: Loss of the last step trained in this call, or ``None`` when none was.
+        last_eval: The last evaluation of this call, or ``None``.
+    """
+
+    out_dir: Path
+    last_checkpoint: Path
+    best_checkpoint: Path | None
+    best_ap: float | None
+    progress: Progress
+    last_loss: float | None
+    last_eval: EvalResult | None
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python's, numpy's and torch's (CPU and CUDA) global generators."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def batch_targets(batch: WindowBatch) -> PoseTargets:
+    """The loss targets carried by a batch."""
+    return PoseTargets(
+        weights=batch.target_weights, heatmaps=batch.heatmaps, simcc_x=batch.simcc_x, simcc_y=batch.simcc_y
+    )
+
+
+class Trainer:
+    """State and steps of one training run (see :func:`train`).
+
+    Args:
+        config: The experiment.
+        out_dir: The run folder.
+        context: This process.
+        checkpoint_every: Steps between mid-epoch checkpoints, or ``None`` for epoch ends only.
+        gt_dir: GT folder for evaluation (see :func:`famipose.engine.evaluate.resolve_gt_dir`).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        out_dir: Path,
+        context: DistributedContext,
+        checkpoint_every: int | None,
+        gt_dir: str | Path | None,
+    ) -> None:
+        self.config = config
+        self.out_dir = out_dir
+        self.context = context
+        self.checkpoint_every = checkpoint_every
+        seed_everything(config.train.seed)
+        self.network = build_model(config).to(context.device)
+        self.model = wrap_model(self.network, context)
+        self.parameters = [p for p in self.network.parameters() if p.requires_grad]
+        self.optimizer = build_optimizer(self.network, config.train)
+        self.scheduler = build_scheduler(self.optimizer, config.train)
+        self.amp = config.train.amp and context.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler(context.device.type, enabled=self.amp)
+        self.dataset = build_train_dataset(config)
+        self.steps_per_epoch = steps_per_epoch(len(self.dataset), config.train)
+        self.eval_data: EvalData = build_eval_data(config, gt_dir=gt_dir)
+        self.progress = Progress()
+        self.metrics = MetricsLog(out_dir / METRICS_NAME if context.is_main else None)
+        self.last_loss: float | None = None
+        self.last_eval: EvalResult | None = None
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def checkpoint(self) -> dict[str, Any]:
+        """Everything needed to continue from the current step."""
+        return {
+            "model": self.network.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": capture_rng_state(),
+            "progress": progress_to_dict(self.progress),
+            "config": to_dict(self.config),
+        }
+
+    def save(self, best: bool = False) -> None:
+        """Write ``last.pth`` (and ``best.pth``) on rank 0."""
+        if not self.context.is_main:
+            return
+        payload = self.checkpoint()
+        atomic_save(payload, self.out_dir / LAST_NAME)
+        if best:
+            atomic_save(payload, self.out_dir / BEST_NAME)
+
+    def restore(self, path: Path) -> None:
+        """Continue from a checkpoint written by :meth:`save`."""
+        state = load_checkpoint(path)
+        if state["config"] != to_dict(self.config):
+            logger.warning("resuming from %s, whose config differs from this run's", path)
+        self.network.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if state["scaler"]:
+            self.scaler.load_state_dict(state["scaler"])
+        restore_rng_state(state["rng"])
+        self.progress = progress_from_dict(state["progress"])
+        logger.info("resumed from %s at epoch %d step %d", path, self.progress.epoch, self.progress.step_in_epoch)
+
+    # -- steps ---------------------------------------------------------------------------------
+
+    def forward_loss(self, batch: WindowBatch) -> tuple[LossBreakdown | None, str | None]:
+        """Loss of one batch, or the reason it is not finite."""
+        supports = batch.supports if self.config.model.num_supports else None
+        with torch.autocast(self.context.device.type, enabled=self.amp):
+            output = self.model(batch.key, supports)
+            try:
+                return compute_loss(output, batch_targets(batch), self.config.loss, self.network.probe), None
+            except FloatingPointError as error:
+                return None, str(error)
+
+    def diverged(self, reason: str) -> TrainingDivergedError:
+        """The error that stops training at the current step."""
+        p = self.progress
+        return TrainingDivergedError(
+            f"training stopped at epoch {p.epoch}, step {p.step_in_epoch + 1}/{self.steps_per_epoch} "
+            f"(global step {p.global_step + 1}): {reason}; {self.out_dir / LAST_NAME} keeps the last good state"
+        )
+
+    def step(self, batch: WindowBatch) -> LossBreakdown:
+        """One optimiser step.
+
+        Raises:
+            TrainingDivergedError: The loss (on any process) or the gradient is not finite.
+        """
+        loss, failure = self.forward_loss(batch.to(self.context.device))
+        if any_process(failure is not None, self.context):
+            raise self.diverged(failure or "non-finite loss on another process")
+        assert loss is not None
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss.total).backward()
+        self.scaler.unscale_(self.optimizer)
+        norm = torch.nn.utils.clip_grad_norm_(self.parameters, self.config.train.grad_clip or math.inf)
+        if not self.amp and any_process(not bool(torch.isfinite(norm)), self.context):
+            raise self.diverged(f"non-finite gradient norm {norm.item()} (loss parts: {loss.parts})")
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return loss
+
+    def log_step(self, loss: LossBreakdown, display: TrainProgress) -> None:
+        """Metrics line (loss and parts averaged over processes) every ``log_every`` steps."""
+        p = self.progress
+        lr = self.optimizer.param_groups[0]["lr"]
+        display.update(p.global_step, p.epoch, loss.total.item(), lr)
+        last_of_epoch = p.step_in_epoch == self.steps_per_epoch
+        if p.global_step % max(self.config.train.log_every, 1) == 0 or last_of_epoch:
+            names = list(loss.parts)
+            values = torch.tensor([loss.total.item(), *loss.parts.values()], dtype=torch.float64)
+            values = all_reduce_mean(values.to(self.context.device), self.context).cpu().tolist()
+            self.last_loss = values[0]
+            self.metrics.write(
+                {
+                    "kind": "train", "epoch": p.epoch, "step": p.global_step, "loss": values[0],
+                    "parts": dict(zip(names, values[1:], strict=True)), "lr": lr,
+                    "it_per_s": display.steps_per_second,
+                }
+            )  # fmt: skip
+
+    # -- epochs --------------------------------------------------------------------------------
+
+    def train_epoch(self, display: TrainProgress) -> None:
+        """Train the rest of the current epoch, checkpointing every ``checkpoint_every`` steps."""
+        epoch, start = self.progress.epoch, self.progress.step_in_epoch
+        loader = build_train_loader(
+            self.dataset, self.config, epoch, start, self.context.rank, self.context.world_size
+        )
+        self.model.train()
+        for batch in loader:
+            loss = self.step(batch)
+            p = self.progress
+            self.progress = replace(p, step_in_epoch=p.step_in_epoch + 1, global_step=p.global_step + 1)
+            self.log_step(loss, display)
+            every = self.checkpoint_every
+            if every and self.progress.global_step % every == 0 and self.progress.step_in_epoch < self.steps_per_epoch:
+                self.save()
+
+    def finish_epoch(self) -> None:
+        """Advance the schedule, evaluate when due, and write the epoch-end checkpoints."""
+        self.scheduler.step()
+        epoch = self.progress.epoch + 1
+        self.progress = replace(self.progress, epoch=epoch, step_in_epoch=0)
+        every = self.config.train.eval_every
+        improved = False
+        if (every > 0 and epoch % every == 0) or epoch == self.config.train.epochs:
+            result = run_evaluation(self.model, self.eval_data, self.config, self.out_dir, self.context)
+            self.last_eval = result
+            if result is not None and math.isfinite(result.total):
+                self.metrics.write(
+                    {"kind": "eval", "epoch": epoch, "step": self.progress.global_step, **result.grouped,
+                     "Total": result.total}
+                )  # fmt: skip
+                logger.info("epoch %d validation AP %.2f", epoch, result.total)
+                best = self.progress.best_ap
+                improved = best is None or result.total > best
+                if improved:
+                    self.progress = replace(self.progress, best_ap=result.total)
+        self.save(best=improved)
+        if self.context.is_main:
+            plot_train_curves(read_metrics(self.out_dir / METRICS_NAME), self.out_dir / CURVES_NAME)
+
+    def run(self) -> TrainResult:
+        """Train the remaining epochs."""
+        total = self.config.train.epochs * self.steps_per_epoch
+        done = self.progress.epoch * self.steps_per_epoch + self.progress.step_in_epoch
+        with TrainProgress(total, done, self.config.train.log_every, self.context.is_main) as display:
+            while self.progress.epoch < self.config.train.epochs:
+                self.train_epoch(display)
+                self.finish_epoch()
+        best = self.out_dir / BEST_NAME
+        return TrainResult(
+            out_dir=self.out_dir,
+            last_checkpoint=self.out_dir / LAST_NAME,
+            best_checkpoint=best if best.is_file() else None,
+            best_ap=self.progress.best_ap,
+            progress=self.progress,
+            last_loss=self.last_loss,
+            last_eval=self.last_eval,
+        )
+
+
+def write_config(config: Config, path: Path) -> None:
+    """Save the fully expanded config of a run as YAML."""
+    header = "# Config of this run, fully expanded (famipose train).\n"
+    path.write_text(header + yaml.safe_dump(to_dict(config), sort_keys=False))
+
+
+def train(
+    config: Config,
+    out_dir: str | Path,
+    resume: str | Path | None = None,
+    checkpoint_every: int | None = None,
+    gt_dir: str | Path | None = None,
+) -> TrainResult:
+    """Train a model as configured (see the module docstring for what is written).
+
+    Args:
+        config: The experiment.
+        out_dir: Run folder (created).
+        resume: ``"auto"`` (the run folder's ``last.pth``), a checkpoint path, or ``None``.
+        checkpoint_every: Also write ``last.pth`` every this many steps inside an epoch.
+        gt_dir: GT folder for evaluation when ``data.val_annotations`` is not a per-video folder.
+
+    Returns:
+        Where the checkpoints are and how far training got.
+
+    Raises:
+        TrainingDivergedError: A non-finite loss or gradient.
+        CheckpointError: The resume checkpoint is unreadable (the message names the file).
+        FileNotFoundError: ``resume="auto"`` and the run folder has no checkpoint.
+    """
+    out_dir = Path(out_dir)
+    context = init_distributed(config.train.device)
+    try:
+        if context.is_main:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            write_config(config, out_dir / CONFIG_NAME)
+        trainer = Trainer(config, out_dir, context, checkpoint_every, gt_dir)
+        if resume is not None:
+            trainer.restore(find_resume_checkpoint(out_dir) if str(resume) == "auto" else Path(resume))
+        return trainer.run()
+    finally:
+        shutdown_distributed(context)
+

@@ -1,0 +1,140 @@
+"""Training runs on a tiny SynthTrack set: learning, resume after a kill, divergence, run outputs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from famipose.cli import app
+from famipose.config import Config, load_config
+from famipose.engine import train as train_module
+from famipose.engine.checkpointing import load_checkpoint, progress_from_dict
+from famipose.engine.logging import read_metrics
+from famipose.engine.train import TrainingDivergedError, train, write_config
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
+
+
+def synth_config(root: Path, *overrides: str) -> Config:
+    """The SynthTrack single-frame config on the test set: CPU, batch 2, no workers."""
+    base = [f"data.root={root}", "data.num_workers=0", "train.device=cpu", "train.batch_size=2", "train.log_every=1"]
+    return load_config(CONFIGS / "synthtrack_single_frame_tiny.yaml", [*base, *overrides])
+
+
+def model_state(path: Path) -> dict[str, torch.Tensor]:
+    """Network weights of a checkpoint."""
+    return load_checkpoint(path)["model"]
+
+
+def test_short_run_reduces_the_training_loss(synthtrack_root: Path, tmp_path: Path) -> None:
+    config = synth_config(
+        synthtrack_root, "model.head.kind=simcc", "train.batch_size=4", "train.lr=0.003", "train.epochs=1",
+        "train.max_steps_per_epoch=9",
+    )  # fmt: skip
+    result = train(config, tmp_path)
+    losses = [r["loss"] for r in read_metrics(tmp_path / "metrics.jsonl") if r["kind"] == "train"]
+    assert len(losses) == 9
+    assert sum(losses[-3:]) < 0.85 * sum(losses[:3])
+    assert result.progress.global_step == 9 and result.last_loss == losses[-1]
+
+
+def wait_for(path: Path, process: subprocess.Popen[bytes], timeout: float) -> None:
+    """Poll until ``path`` exists (fail if the process ends or time runs out first)."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, process.communicate()[1].decode()[-2000:]
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.01)
+
+
+def test_killed_run_resumes_to_the_same_weights(synthtrack_root: Path, tmp_path: Path) -> None:
+    config = synth_config(synthtrack_root, "train.epochs=2", "train.max_steps_per_epoch=4", "train.eval_every=0")
+    config_file = tmp_path / "config.yaml"
+    write_config(config, config_file)
+
+    reference = train(config, tmp_path / "reference")
+
+    killed = tmp_path / "killed"
+    command = [sys.executable, "-m", "famipose.cli", "train", str(config_file), "--out", str(killed),
+               "--checkpoint-every", "1"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    try:
+        wait_for(killed / "last.pth", process, timeout=120)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.communicate()
+    interrupted = progress_from_dict(load_checkpoint(killed / "last.pth")["progress"])
+    assert 0 < interrupted.global_step < 8 and interrupted.step_in_epoch > 0  # stopped inside an epoch
+
+    resumed = CliRunner().invoke(
+        app, ["train", str(config_file), "--out", str(killed), "--resume", "auto", "--checkpoint-every", "1"]
+    )
+    assert resumed.exit_code == 0, resumed.output
+    steps = [r["step"] for r in read_metrics(killed / "metrics.jsonl") if r["kind"] == "train"]
+    done = interrupted.global_step
+    assert steps.count(1) == 1 and steps[-(8 - done) :] == list(range(done + 1, 9))  # continued, not restarted
+    expected, actual = model_state(reference.last_checkpoint), model_state(killed / "last.pth")
+    assert expected.keys() == actual.keys()
+    for key in expected:
+        assert torch.allclose(expected[key].double(), actual[key].double(), rtol=0, atol=1e-6), key
+    initial = train_module.build_model(config).state_dict()["backbone.final_layer.weight"]
+    assert not torch.equal(expected["backbone.final_layer.weight"], initial)  # training did change the weights
+
+    # The run folder holds everything a run writes.
+    for name in ("config.yaml", "metrics.jsonl", "train_curves.png", "per_joint_map.png", "last.pth", "eval.json"):
+        assert (reference.out_dir / name).is_file(), name
+    assert sorted(p.name for p in (reference.out_dir / "predictions").iterdir()) == ["200000_synth_val.json"]
+    assert load_config(reference.out_dir / "config.yaml") == config
+    records = read_metrics(reference.out_dir / "metrics.jsonl")
+    assert [r["step"] for r in records if r["kind"] == "train"] == list(range(1, 9))
+    evals = [r for r in records if r["kind"] == "eval"]
+    assert len(evals) == 1 and evals[0]["epoch"] == 2
+    assert set(evals[0]) >= {"Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle", "Total"}
+    if reference.best_ap is not None:
+        assert reference.best_checkpoint == reference.out_dir / "best.pth"
+
+
+def test_non_finite_loss_stops_training_and_keeps_the_last_checkpoint(
+    synthtrack_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = []
+    real_loss = train_module.compute_loss
+
+    def poisoned_loss(output, targets, config, probe):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == 3:
+            output.pose.heatmaps = output.pose.heatmaps * float("nan")
+        return real_loss(output, targets, config, probe)
+
+    monkeypatch.setattr(train_module, "compute_loss", poisoned_loss)
+    config = synth_config(synthtrack_root, "train.epochs=1", "train.max_steps_per_epoch=5")
+    with pytest.raises(TrainingDivergedError, match=r"epoch 0, step 3/5 \(global step 3\).*non-finite.*pose") as error:
+        train(config, tmp_path, checkpoint_every=1)
+    assert "last.pth" in str(error.value)
+
+    checkpoint = load_checkpoint(tmp_path / "last.pth")
+    assert progress_from_dict(checkpoint["progress"]).global_step == 2
+    assert all(torch.isfinite(v).all() for v in checkpoint["model"].values() if v.is_floating_point())
+    assert not (tmp_path / "best.pth").exists()
+    assert len(calls) == 3  # nothing ran after the bad step
+
+
+def test_cli_reports_a_corrupt_resume_checkpoint(synthtrack_root: Path, tmp_path: Path) -> None:
+    config_file = tmp_path / "config.yaml"
+    write_config(synth_config(synthtrack_root), config_file)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "last.pth").write_bytes(b"\x00" * 10)
+    result = CliRunner().invoke(app, ["train", str(config_file), "--out", str(tmp_path / "run"), "--resume", "auto"])
+    assert result.exit_code == 1
+    assert "last.pth" in result.output and "cannot read checkpoint" in result.output
+
