@@ -122,7 +122,7 @@ def train(
         int | None, typer.Option("--checkpoint-every", help="Also write last.pth every N steps inside an epoch.")
     ] = None,
     gt: Annotated[
-        Path | None, typer.Option("--gt", help="Per-video GT folder for evaluation (default: data.val_annotations).")
+        Path | None, typer.Option("--gt", help="Per-video GT folder for evaluation (default: data.val_gt).")
     ] = None,
 ) -> None:
     """Train a model (the same command runs under torchrun --nproc_per_node N for DDP)."""

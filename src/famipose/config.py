@@ -186,6 +186,8 @@ class DataConfig:
             resolved against it.
         train_annotations: Training annotations: a per-video folder or a merged JSON file.
         val_annotations: Validation annotations (also the evaluator's ground truth).
+        val_gt: Folder of per-video GT files for the evaluator, when ``val_annotations`` is not one
+            (PoseTrack17's merged COCO-style file); ``None`` uses ``val_annotations``.
         val_boxes: ``gt`` for ground-truth boxes, or a detections JSON (COCO results).
         box_score_threshold: Detections below this score are dropped.
         sigma: Heatmap Gaussian sigma in heatmap pixels.
@@ -197,6 +199,7 @@ class DataConfig:
     root: str = "data/posetrack17"
     train_annotations: str = "annotations/train"
     val_annotations: str = "annotations/val"
+    val_gt: str | None = None
     val_boxes: str = "gt"
     box_score_threshold: float = 0.2
     sigma: float = 3.0
@@ -221,6 +224,8 @@ class TrainConfig:
         amp: Mixed precision where the device supports it (CUDA).
         seed: Seed of model initialisation, data order and augmentation.
         device: ``auto``, ``cpu`` or ``cuda``.
+        checkpoint_every: Also write ``last.pth`` every this many steps inside an epoch (resume
+            granularity); ``None`` writes at epoch ends only.
         init_from: Checkpoint whose weights initialise the model before training (stage 2 of the
             two-stage recipe loads the stage-1 single-frame model here; matching keys only).
         max_steps_per_epoch: Cap on optimiser steps per epoch (small runs), or ``None``.
@@ -240,6 +245,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     init_from: str | None = None
+    checkpoint_every: int | None = None
     max_steps_per_epoch: int | None = None
     eval_every: int = 1
     log_every: int = 20

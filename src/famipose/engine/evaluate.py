@@ -99,12 +99,14 @@ def frame_key(file_name: str) -> str:
 
 
 def resolve_gt_dir(config: Config, gt_dir: str | Path | None) -> Path:
-    """The evaluator's GT folder: ``gt_dir``, or ``data.val_annotations`` when that is a folder.
+    """The evaluator's GT folder: ``gt_dir``, else ``data.val_gt``, else ``data.val_annotations``.
 
     Raises:
-        ValueError: Neither is a folder (a merged annotation file needs an explicit GT folder).
+        ValueError: The chosen path is not a folder (a merged annotation file needs a GT folder).
     """
-    folder = Path(gt_dir) if gt_dir is not None else data_path(config.data, config.data.val_annotations)
+    if gt_dir is None:
+        gt_dir = data_path(config.data, config.data.val_gt or config.data.val_annotations)
+    folder = Path(gt_dir)
     if not folder.is_dir():
         raise ValueError(
             f"evaluation needs a folder of per-video GT files; {folder} is not one (pass gt_dir / --gt)"

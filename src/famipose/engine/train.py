@@ -338,8 +338,9 @@ def train(
         config: The experiment.
         out_dir: Run folder (created).
         resume: ``"auto"`` (the run folder's ``last.pth``), a checkpoint path, or ``None``.
-        checkpoint_every: Also write ``last.pth`` every this many steps inside an epoch.
-        gt_dir: GT folder for evaluation when ``data.val_annotations`` is not a per-video folder.
+        checkpoint_every: Also write ``last.pth`` every this many steps inside an epoch (default:
+            ``train.checkpoint_every``).
+        gt_dir: GT folder for evaluation (default: ``data.val_gt``, else ``data.val_annotations``).
 
     Returns:
         Where the checkpoints are and how far training got.
@@ -355,7 +356,8 @@ def train(
         if context.is_main:
             out_dir.mkdir(parents=True, exist_ok=True)
             write_config(config, out_dir / CONFIG_NAME)
-        trainer = Trainer(config, out_dir, context, checkpoint_every, gt_dir)
+        every = checkpoint_every if checkpoint_every is not None else config.train.checkpoint_every
+        trainer = Trainer(config, out_dir, context, every, gt_dir)
         if resume is not None:
             trainer.restore(find_resume_checkpoint(out_dir) if str(resume) == "auto" else Path(resume))
         return trainer.run()
