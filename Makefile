@@ -19,7 +19,7 @@ install: $(VENV)/.stamp-install
 install-test: $(VENV)/.stamp-test
 
 demo: install
-	$(VENV)/bin/famipose summary --config configs/famipose_tiny.yaml
+	$(VENV)/bin/famipose demo --out demo_out
 
 test: install-test
 	$(VENV)/bin/ruff check src tests benchmarks

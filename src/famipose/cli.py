@@ -20,6 +20,23 @@ def main() -> None:
 
 
 @app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("demo_out"),
+    quick: Annotated[bool, typer.Option("--quick", help="A seconds-long smoke run instead of the real demo.")] = False,
+) -> None:
+    """The main job: SynthTrack, single-frame then FAMI-Pose training, evaluation, report and overlay video."""
+    from famipose.demo import QUICK, DemoSettings, run_demo
+    from famipose.engine.logging import setup_logging
+
+    setup_logging()
+    result = run_demo(out, QUICK if quick else DemoSettings())
+    typer.echo(
+        f"single-frame AP {result.single_frame.total:.1f}, FAMI-Pose AP {result.famipose.total:.1f}\n"
+        f"report:  {result.report}\noverlay: {result.overlay}\nruns:    {out}/single_frame, {out}/famipose"
+    )
+
+
+@app.command()
 def video(
     source: Annotated[Path, typer.Argument(help="Video file, image folder or glob pattern ('frames/*.jpg').")],
     checkpoint: Annotated[
@@ -36,10 +53,10 @@ def video(
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Overlay mp4 to write.")] = None,
     json_out: Annotated[
-        Path | None, typer.Option("--json", help="PoseTrack18 output [predictions/<video>.json].")
+        Path | None, typer.Option("--json", help="PoseTrack18 output (default: predictions/<video>.json).")
     ] = None,
     coco_out: Annotated[
-        Path | None, typer.Option("--coco-json", help="COCO results output [<json stem>_coco.json].")
+        Path | None, typer.Option("--coco-json", help="COCO results output (default: <json stem>_coco.json).")
     ] = None,
     mode: Annotated[Literal["exact", "fast"], typer.Option(help="exact: 1+S crops per box; fast: cached.")] = "exact",
     device: Annotated[Literal["auto", "cpu", "cuda"], typer.Option(help="Where the network runs.")] = "auto",
@@ -48,8 +65,11 @@ def video(
     score_threshold: Annotated[float, typer.Option(help="Drop person boxes below this score.")] = 0.4,
     min_hits: Annotated[int, typer.Option(help="Consecutive matches before a track is born.")] = 2,
     max_misses: Annotated[int, typer.Option(help="Missed frames after which a track ends.")] = 5,
+    threads: Annotated[int, typer.Option(help="CPU threads for the network (0: PyTorch's default).")] = 0,
 ) -> None:
     """Estimate and track poses in a video; write PoseTrack18 and COCO JSON and an overlay video."""
+    import torch
+
     from famipose.config import ConfigError
     from famipose.data.errors import DataError
     from famipose.engine.logging import setup_logging
@@ -58,6 +78,8 @@ def video(
     from famipose.models.checkpoint import CheckpointError
 
     setup_logging()
+    if threads > 0:
+        torch.set_num_threads(threads)
     json_out = json_out or Path("predictions") / f"{Path(default_image_prefix(source)).name}.json"
     coco_out = coco_out or json_out.with_name(f"{json_out.stem}_coco.json")
     try:

@@ -1,0 +1,966 @@
+"""Video pose estimation: frames → person boxes → temporal windows → poses → tracks → outputs.
+
+``VideoPoseEstimator(model, ...).run(path)`` streams a video (or an image folder) through the
+network in bounded memory and returns a :class:`VideoResult`; :func:`write_posetrack_json` and
+:func:`write_coco_results` save it, and ``run(..., overlay=...)`` renders an mp4 on the way.
+
+The stages are plain functions, testable one by one: :func:`crop_geometry` and
+:func:`crop_windows` (preprocess), :func:`align_features` (FAMI-Pose after the backbone, from
+cached features) and :func:`decode_poses` (postprocess).
+
+Two modes, chosen by ``EstimatorOptions.mode``:
+
+* ``exact``: for every box of key frame t, the frames t+δ are cropped with that box (as in
+  training) and the backbone runs on all 1+S crops; tracks are then linked on box IoU and pose OKS.
+* ``fast``: tracks are linked on box IoU when frames arrive; each track is cropped with one box
+  per chunk of ``chunk_length`` key frames (the box covering the track's boxes in the chunk, kept
+  from the previous chunk while it still covers them), so every frame's backbone feature is computed
+  once per (track, frame, box), cached, and reused by each key frame whose window holds it;
+  backbone and alignment calls are batched across persons. With boxes that do not move, both
+  modes crop identically.
+
+Memory: ``exact`` keeps the frames t-2..t+2 plus the tracker's confirmation delay; ``fast`` keeps
+one chunk plus its window margins, and the feature cache of those frames.
+
+Shape symbols: N persons, B batch, S supports, C channels, K joints, H/W input size, h/w feature
+size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from famipose.codecs.heatmap import decode_heatmaps
+from famipose.codecs.simcc import decode_simcc
+from famipose.codecs.transforms import box_to_center_scale, crop_to_image, heatmap_to_image, warp_crop
+from famipose.config import Config, ConfigError, ModelConfig, from_dict, load_config
+from famipose.data.dataset import IMAGENET_MEAN, IMAGENET_STD
+from famipose.data.errors import DataError, get_field, load_json
+from famipose.data.windows import resolve_support_index
+from famipose.engine.checkpointing import load_checkpoint
+from famipose.engine.evaluate import load_model
+from famipose.evaluation.io import PosePrediction, write_predictions
+from famipose.inference.detector import (
+    BoxFileDetector,
+    Detector,
+    FrameNames,
+    clean_detections,
+    make_detector,
+    xywh_to_xyxy,
+)
+from famipose.inference.draw import DrawnPerson, draw_frame
+from famipose.inference.tracker import PoseTracker, TrackerConfig
+from famipose.inference.video_io import (
+    Frame,
+    FrameSource,
+    ImageFolderSource,
+    VideoReadError,
+    VideoWriter,
+    open_frames,
+)
+from famipose.models.checkpoint import CheckpointError
+from famipose.models.famipose import FamiPose
+from famipose.models.heads import PoseLogits
+
+logger = logging.getLogger(__name__)
+
+MODES: tuple[str, ...] = ("exact", "fast")
+STAGES: tuple[str, ...] = ("decode", "detect", "track", "crop", "backbone", "alignment", "head", "postprocess",
+                           "render")  # fmt: skip
+_BOX_REUSE_COVERAGE = 0.95  # fast mode keeps a chunk box that covers this much of the new one ...
+_BOX_REUSE_MAX_GROWTH = 1.5  # ... and is at most this many times larger
+
+
+# ---------------------------------------------------------------------------------------------
+# Results
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class PersonPose:
+    """One tracked person in one frame.
+
+    Attributes:
+        track_id: public track id.
+        box: (4,) ``(x, y, w, h)`` detection box in image pixels.
+        box_score: detection confidence.
+        keypoints: (K, 2) joints in image pixels.
+        scores: (K,) joint confidences.
+    """
+
+    track_id: int
+    box: np.ndarray
+    box_score: float
+    keypoints: np.ndarray
+    scores: np.ndarray
+
+    @property
+    def score(self) -> float:
+        """Person score: box score × mean joint score."""
+        return float(self.box_score * self.scores.mean())
+
+
+@dataclass(frozen=True, eq=False)
+class FramePoses:
+    """The persons of one frame.
+
+    Attributes:
+        index: 0-based frame index.
+        name: frame file name (``%06d.jpg`` for videos).
+        decoded: False for a frame that failed to decode (it has no persons).
+        persons: the frame's tracked persons.
+    """
+
+    index: int
+    name: str
+    decoded: bool
+    persons: tuple[PersonPose, ...] = ()
+
+
+@dataclass
+class VideoResult:
+    """Everything a run produced.
+
+    Attributes:
+        source: the input path.
+        fps: frame rate of the input.
+        frames: one entry per frame index 0..last, in order.
+        image_prefix: folder written before frame names in output files (``images/<split>/<video>``).
+        gt_images: GT ``images`` entries to copy into the PoseTrack output, or ``None``.
+        timings: seconds spent per stage (see :data:`STAGES`).
+        wall_seconds: wall-clock duration of the run.
+        messages: warnings about the input, in words.
+    """
+
+    source: str
+    fps: float
+    frames: list[FramePoses] = field(default_factory=list)
+    image_prefix: str = ""
+    gt_images: list[dict[str, Any]] | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    wall_seconds: float = 0.0
+    messages: list[str] = field(default_factory=list)
+
+    @property
+    def num_decoded(self) -> int:
+        """Frames that decoded."""
+        return sum(frame.decoded for frame in self.frames)
+
+    @property
+    def throughput(self) -> float:
+        """Decoded frames processed per wall-clock second."""
+        return self.num_decoded / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+    @property
+    def track_ids(self) -> set[int]:
+        """Every track id in the result."""
+        return {person.track_id for frame in self.frames for person in frame.persons}
+
+
+# ---------------------------------------------------------------------------------------------
+# Preprocess, inference after the backbone, postprocess
+# ---------------------------------------------------------------------------------------------
+
+
+def crop_geometry(boxes: np.ndarray, input_size: tuple[int, int], padding: float) -> tuple[np.ndarray, np.ndarray]:
+    """Crop centres and sizes of boxes at the network's aspect ratio.
+
+    Args:
+        boxes: (N, 4) ``(x, y, w, h)``.
+        input_size: network input ``(w, h)``.
+        padding: enlargement after aspect fixing.
+
+    Returns:
+        centers (N, 2) and scales (N, 2) in image pixels.
+    """
+    aspect = input_size[0] / input_size[1]
+    pairs = [box_to_center_scale(box, aspect, padding) for box in np.asarray(boxes).reshape(-1, 4)]
+    if not pairs:
+        return np.zeros((0, 2)), np.zeros((0, 2))
+    centers, scales = zip(*pairs, strict=True)
+    return np.stack(centers), np.stack(scales)
+
+
+def crop_windows(
+    images: Sequence[np.ndarray], centers: np.ndarray, scales: np.ndarray, input_size: tuple[int, int]
+) -> Tensor:
+    """Cut crops and normalise them for the network (ImageNet mean / std, RGB, CHW).
+
+    Args:
+        images: N (H, W, 3) uint8 RGB frames, one per crop.
+        centers: (N, 2) crop centres.
+        scales: (N, 2) crop sizes.
+        input_size: network input ``(w, h)``.
+
+    Returns:
+        (N, 3, H, W) float32 crops.
+    """
+    if not len(images):
+        return torch.zeros(0, 3, input_size[1], input_size[0])
+    crops = np.stack(
+        [warp_crop(image, c, s, input_size) for image, c, s in zip(images, centers, scales, strict=True)]
+    )  # (N, H, W, 3)
+    normalised = (crops.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+    return torch.from_numpy(normalised).permute(0, 3, 1, 2).contiguous()  # (N, 3, H, W)
+
+
+def align_features(model: FamiPose, z_key: Tensor, z_sup: Tensor | None) -> Tensor:
+    """FAMI-Pose after the backbone: the enhanced key feature Z̃_t from backbone features.
+
+    Reproduces ``FamiPose.forward`` from its submodules (GTM, LCM or cascaded calibration, support
+    merge, fusion), so features computed once can be reused by several windows.
+
+    Args:
+        model: the network.
+        z_key: Z_t (B, C, h, w).
+        z_sup: Z_{t+δ} (B, S, C, h, w) in ``config.deltas`` order; ignored by the single-frame model.
+
+    Returns:
+        Z̃_t (B, C, h, w); ``model.predict`` turns it into pose logits.
+    """
+    variant = model.config.variant
+    if variant == "single_frame":
+        return z_key
+    if z_sup is None:
+        raise ValueError(f"the {variant} model needs support features (B, S, C, h, w)")
+    batch, num_supports = z_sup.shape[:2]
+    z_key_rep = z_key.unsqueeze(1).expand(-1, num_supports, -1, -1, -1).flatten(0, 1)  # (B*S, C, h, w)
+    coarse, _ = model.gtm(z_key_rep, z_sup.flatten(0, 1))  # (B*S, C, h, w)
+    if variant == "famipose":
+        aligned = model.lcm(z_key_rep, coarse)  # (B*S, C, h, w)
+        support = model.merge_supports(aligned.unflatten(0, (batch, num_supports)).flatten(1, 2))  # (B, C, h, w)
+    else:
+        merged = model.merge_supports(coarse.unflatten(0, (batch, num_supports)).flatten(1, 2))  # (B, C, h, w)
+        support = model.calibration(z_key, merged)  # (B, C, h, w)
+    return model.fuse(torch.cat([z_key, support], 1))  # (B, C, h, w)
+
+
+def decode_poses(logits: PoseLogits, centers: np.ndarray, scales: np.ndarray, config: ModelConfig) -> np.ndarray:
+    """Image-space joints from head logits.
+
+    Heatmaps: argmax with the quarter-pixel shift, score = heatmap maximum. SimCC: per-axis argmax
+    of the softmax, score = the smaller axis probability.
+
+    Args:
+        logits: head output for N crops.
+        centers: (N, 2) crop centres.
+        scales: (N, 2) crop sizes.
+        config: sizes and SimCC split ratio.
+
+    Returns:
+        (N, K, 3) float64 ``(x, y, score)`` in image pixels.
+    """
+    if logits.is_simcc:
+        probabilities = [t.float().softmax(-1).cpu().numpy() for t in (logits.simcc_x, logits.simcc_y)]  # (N, K, n)
+        coords, scores = decode_simcc(*probabilities, config.head.simcc_split_ratio)  # (N, K, 2) input px
+        image = crop_to_image(coords, centers, scales, config.input_size)
+    else:
+        coords, scores = decode_heatmaps(logits.heatmaps.float().cpu().numpy())  # (N, K, 2) heatmap px
+        image = heatmap_to_image(coords, centers, scales, config.heatmap_size, config.input_size)
+    return np.concatenate([image, scores[..., None]], axis=-1)  # (N, K, 3)
+
+
+# ---------------------------------------------------------------------------------------------
+# Options, timing
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EstimatorOptions:
+    """How a video is processed.
+
+    Attributes:
+        mode: ``exact`` or ``fast`` (see the module docstring).
+        batch_size: crops per backbone call and windows per alignment call.
+        score_threshold: person boxes below this score are dropped.
+        nms_iou: IoU above which a lower-scored box is suppressed.
+        box_padding: crop enlargement after aspect fixing (as in training).
+        chunk_length: fast mode: key frames sharing one crop box per track.
+        tracker: tracking settings.
+    """
+
+    mode: str = "exact"
+    batch_size: int = 32
+    score_threshold: float = 0.4
+    nms_iou: float = 0.5
+    box_padding: float = 1.25
+    chunk_length: int = 16
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+
+    def __post_init__(self) -> None:
+        """Validate.
+
+        Raises:
+            ValueError: unknown mode (the message lists the valid ones), or a size below 1.
+        """
+        if self.mode not in MODES:
+            raise ValueError(f"unknown mode {self.mode!r}; valid modes: {', '.join(MODES)}")
+        if self.batch_size < 1 or self.chunk_length < 1:
+            raise ValueError(f"batch_size and chunk_length must be >= 1, got {self.batch_size}, {self.chunk_length}")
+
+
+class StageTimer:
+    """Wall-clock seconds per pipeline stage (CUDA work is synchronised before reading the clock)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        """Time the body as ``stage``."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            self.seconds[stage] += time.perf_counter() - start
+
+
+# ---------------------------------------------------------------------------------------------
+# Window engines
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Item:
+    """A decoded frame moving through the pipeline."""
+
+    frame: Frame
+    boxes: np.ndarray  # (N, 4) x, y, w, h
+    box_scores: np.ndarray  # (N,)
+    keys: np.ndarray | None = None  # (N,) tracker keys
+    poses: np.ndarray | None = None  # (N, K, 3)
+    tracker_step: int = 0
+
+
+class _Network:
+    """The model's stages, batched and timed."""
+
+    def __init__(self, model: FamiPose, device: torch.device, options: EstimatorOptions, timer: StageTimer) -> None:
+        self.model = model
+        self.config = model.config
+        self.device = device
+        self.batch_size = options.batch_size
+        self.padding = options.box_padding
+        self.timer = timer
+
+    def features(self, images: Sequence[np.ndarray], centers: np.ndarray, scales: np.ndarray) -> Tensor:
+        """Backbone features (N, C, h, w) of N crops."""
+        with self.timer("crop"):
+            crops = crop_windows(images, centers, scales, self.config.input_size)  # (N, 3, H, W)
+        with self.timer("backbone"):
+            chunks = [
+                self.model.backbone.features(crops[i : i + self.batch_size].to(self.device))
+                for i in range(0, len(crops), self.batch_size)
+            ]
+        return torch.cat(chunks)  # (N, C, h, w)
+
+    def poses(self, z_key: Tensor, z_sup: Tensor | None, centers: np.ndarray, scales: np.ndarray) -> np.ndarray:
+        """Image-space poses (B, K, 3) from key (B, C, h, w) and support (B, S, C, h, w) features."""
+        logits = []
+        for i in range(0, len(z_key), self.batch_size):
+            with self.timer("alignment"):
+                support = None if z_sup is None else z_sup[i : i + self.batch_size]
+                enhanced = align_features(self.model, z_key[i : i + self.batch_size], support)  # (b, C, h, w)
+            with self.timer("head"):
+                logits.append(self.model.predict(enhanced))
+        with self.timer("postprocess"):
+            merged = PoseLogits(**{
+                name: torch.cat([getattr(part, name) for part in logits])
+                for name in ("heatmaps", "simcc_x", "simcc_y")
+                if getattr(logits[0], name) is not None
+            })  # fmt: skip
+            return decode_poses(merged, centers, scales, self.config)
+
+
+class _Windows(ABC):
+    """Buffer of decoded frames and the support-frame rule shared by both modes."""
+
+    def __init__(self, network: _Network) -> None:
+        self.network = network
+        deltas = network.config.deltas if network.config.num_supports else ()
+        self.deltas = tuple(deltas)
+        self.before = max([0, *(-d for d in self.deltas)])
+        self.after = max([0, *self.deltas])
+        self.buffer: dict[int, _Item] = {}
+        self.last_index = -1
+
+    def add(self, item: _Item) -> None:
+        self.buffer[item.frame.index] = item
+        self.last_index = item.frame.index
+
+    def support_indices(self, key: int, finished: bool) -> list[int]:
+        """Frames used for key frame ``key``'s supports (missing frames replaced toward the key)."""
+        nframes = self.last_index + 1 if finished else self.last_index + self.after + 1
+        return [resolve_support_index(key, d, nframes, self.buffer.__contains__) for d in self.deltas]
+
+    def drop_before(self, index: int) -> None:
+        for old in [i for i in self.buffer if i < index]:
+            del self.buffer[old]
+
+    @abstractmethod
+    def push(self, item: _Item) -> list[_Item]:
+        """Add a frame; return the items whose poses became ready, in frame order."""
+
+    @abstractmethod
+    def flush(self) -> list[_Item]:
+        """The end of the stream: return every remaining item with its poses."""
+
+
+class _ExactWindows(_Windows):
+    """Each box's window cropped with the key-frame box; the backbone runs on all 1+S crops."""
+
+    def __init__(self, network: _Network) -> None:
+        super().__init__(network)
+        self.pending: deque[int] = deque()
+
+    def push(self, item: _Item) -> list[_Item]:
+        self.add(item)
+        self.pending.append(item.frame.index)
+        ready = []
+        while self.pending and self.pending[0] + self.after <= self.last_index:
+            ready.append(self._process(self.pending.popleft(), finished=False))
+        return ready
+
+    def flush(self) -> list[_Item]:
+        ready = [self._process(index, finished=True) for index in self.pending]
+        self.pending.clear()
+        return ready
+
+    def _process(self, key: int, finished: bool) -> _Item:
+        item = self.buffer[key]
+        frames = [key, *self.support_indices(key, finished)]  # 1 + S
+        window = [self.buffer[f].frame.image for f in frames]
+        self.drop_before(key + 1 - self.before)  # what the next key frame no longer needs
+        if not len(item.boxes):
+            item.poses = np.zeros((0, self.network.config.num_joints, 3))
+            return item
+        centers, scales = crop_geometry(item.boxes, self.network.config.input_size, self.network.padding)
+        images = [image for _ in item.boxes for image in window]
+        features = self.network.features(images, centers.repeat(len(frames), 0), scales.repeat(len(frames), 0))
+        features = features.unflatten(0, (len(item.boxes), len(frames)))  # (N, 1+S, C, h, w)
+        z_sup = features[:, 1:] if self.deltas else None
+        item.poses = self.network.poses(features[:, 0], z_sup, centers, scales)
+        return item
+
+
+class _FastWindows(_Windows):
+    """One crop box per track and chunk; backbone features cached per (track, frame, box)."""
+
+    def __init__(self, network: _Network, chunk_length: int) -> None:
+        super().__init__(network)
+        self.chunk_length = chunk_length
+        self.chunk_start = 0
+        self.cache: dict[tuple[int, int, tuple[float, ...]], Tensor] = {}
+        self.track_boxes: dict[int, np.ndarray] = {}
+
+    def push(self, item: _Item) -> list[_Item]:
+        self.add(item)
+        ready = []
+        while self.chunk_start + self.chunk_length - 1 + self.after <= self.last_index:
+            ready += self._process_chunk(finished=False)
+        return ready
+
+    def flush(self) -> list[_Item]:
+        ready = []
+        while self.chunk_start <= self.last_index:
+            ready += self._process_chunk(finished=True)
+        return ready
+
+    def _chunk_box(self, track: int, boxes: list[np.ndarray]) -> np.ndarray:
+        """The track's crop box for the chunk: the box covering ``boxes`` (n, 4), or the previous
+        chunk's box while that still covers it and is not much larger."""
+        xyxy = xywh_to_xyxy(np.stack(boxes))  # (n, 4)
+        union = np.concatenate([xyxy[:, :2].min(0), xyxy[:, 2:].max(0)])  # (4,) x1, y1, x2, y2
+        new = np.concatenate([union[:2], union[2:] - union[:2]])  # (4,) x, y, w, h
+        previous = self.track_boxes.get(track)
+        if previous is None:
+            return new
+        previous_xyxy = xywh_to_xyxy(previous)[0]
+        inner = np.minimum(previous_xyxy[2:], union[2:]) - np.maximum(previous_xyxy[:2], union[:2])
+        covered = np.clip(inner, 0.0, None).prod() >= _BOX_REUSE_COVERAGE * new[2] * new[3]
+        return previous if covered and previous[2] * previous[3] <= _BOX_REUSE_MAX_GROWTH * new[2] * new[3] else new
+
+    def _process_chunk(self, finished: bool) -> list[_Item]:
+        start, stop = self.chunk_start, self.chunk_start + self.chunk_length
+        items = [self.buffer[i] for i in range(start, stop) if i in self.buffer]
+        self.chunk_start = stop
+        by_track: dict[int, list[np.ndarray]] = defaultdict(list)
+        for item in items:
+            for key, box in zip(item.keys, item.boxes, strict=True):
+                by_track[int(key)].append(box)
+        self.track_boxes = {track: self._chunk_box(track, boxes) for track, boxes in by_track.items()}
+        windows = [  # (track, frames of the window), item by item, person by person
+            (int(key), [item.frame.index, *self.support_indices(item.frame.index, finished)])
+            for item in items
+            for key in item.keys
+        ]
+        poses = self._poses(windows) if windows else np.zeros((0, self.network.config.num_joints, 3))
+        counts = np.cumsum([len(item.keys) for item in items])[:-1]
+        for item, item_poses in zip(items, np.split(poses, counts), strict=True):
+            item.poses = item_poses
+        self.drop_before(stop - self.before)
+        self.cache = {k: v for k, v in self.cache.items() if k[1] >= stop - self.before}
+        return items
+
+    def _poses(self, windows: list[tuple[int, list[int]]]) -> np.ndarray:
+        """Poses (B, K, 3) of the chunk's windows, from cached (or newly computed) features."""
+        self._fill_cache({(track, frame) for track, frames in windows for frame in frames})
+        boxes = np.stack([self.track_boxes[track] for track, _ in windows])
+        centers, scales = crop_geometry(boxes, self.network.config.input_size, self.network.padding)
+        stacked = torch.stack([
+            torch.stack([self.cache[self._cache_key(track, frame)] for frame in frames])
+            for track, frames in windows
+        ])  # (B, 1+S, C, h, w)
+        return self.network.poses(stacked[:, 0], stacked[:, 1:] if self.deltas else None, centers, scales)
+
+    def _cache_key(self, track: int, frame: int) -> tuple[int, int, tuple[float, ...]]:
+        """Features are cached per (track, frame, crop box)."""
+        return track, frame, tuple(self.track_boxes[track])
+
+    def _fill_cache(self, needed: set[tuple[int, int]]) -> None:
+        """Compute the missing (track, frame) features of this chunk in batched backbone calls."""
+        missing = sorted(pair for pair in needed if self._cache_key(*pair) not in self.cache)
+        if not missing:
+            return
+        boxes = np.stack([self.track_boxes[track] for track, _ in missing])
+        centers, scales = crop_geometry(boxes, self.network.config.input_size, self.network.padding)
+        features = self.network.features([self.buffer[f].frame.image for _, f in missing], centers, scales)
+        for (track, frame), feature in zip(missing, features, strict=True):
+            self.cache[self._cache_key(track, frame)] = feature
+
+
+# ---------------------------------------------------------------------------------------------
+# The estimator
+# ---------------------------------------------------------------------------------------------
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → CUDA when available, else CPU; ``cpu`` / ``cuda`` as given.
+
+    Raises:
+        ValueError: an unknown name, or ``cuda`` without a GPU.
+    """
+    if name not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"unknown device {name!r}; valid: auto, cpu, cuda")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def read_gt_images(path: str | Path) -> list[dict[str, Any]]:
+    """The ``images`` list of a PoseTrack18 annotation file.
+
+    Raises:
+        DataError: unreadable file or no ``images`` list.
+    """
+    document = load_json(Path(path))
+    if not isinstance(document, dict):
+        raise DataError(path, "top level must be an object with an 'images' list")
+    images = get_field(document, "images", list, path, "top level")
+    if not all(isinstance(image, dict) for image in images):
+        raise DataError(path, "every 'images' entry must be an object")
+    return images
+
+
+def default_image_prefix(path: str | Path) -> str:
+    """PoseTrack-style folder of a video's frames: ``images/<split>/<video>``.
+
+    ``<video>`` is the video file's stem or the image folder's name, ``<split>`` the name of the
+    folder holding it: ``videos/val/v.mp4``, ``images/val/v/`` and ``images/val/v/*.jpg`` all give
+    ``images/val/v``, the names SynthTrack and PoseTrack GT files use.
+    """
+    path = Path(path)
+    if glob.has_magic(str(path)):
+        path = path.parent
+    video = path.name if path.is_dir() else path.stem
+    return "/".join(part for part in ("images", path.parent.name, video) if part)
+
+
+def load_model_and_config(
+    checkpoint: str | Path | None, config: str | Path | None = None, overrides: Sequence[str] = ()
+) -> tuple[FamiPose, Config]:
+    """Build the network from a config file (or a training checkpoint's embedded config) and weights.
+
+    Args:
+        checkpoint: training checkpoint, ``.safetensors`` export or state-dict file; ``None`` keeps
+            the random initialisation (with a warning).
+        config: experiment YAML; required unless ``checkpoint`` is a training checkpoint.
+        overrides: ``section.key=value`` overrides.
+
+    Returns:
+        The network in eval mode on the CPU, and its config.
+
+    Raises:
+        ConfigError: no config can be found, it is invalid, or overrides come without ``config``.
+        CheckpointError: the weights cannot be read or do not fit.
+    """
+    if config is not None:
+        cfg = load_config(config, overrides)
+    elif overrides:
+        raise ConfigError("overrides need --config (a checkpoint's embedded config is used as it is)")
+    elif checkpoint is not None and Path(checkpoint).suffix != ".safetensors":
+        try:
+            cfg = from_dict(Config, load_checkpoint(checkpoint)["config"])
+        except CheckpointError as err:
+            raise ConfigError(f"pass --config: {err}") from err
+    else:
+        raise ConfigError("pass --config: the weights file carries no configuration")
+    if checkpoint is None:
+        logger.warning("no checkpoint given: the network keeps its random initialisation")
+        model = FamiPose(cfg.model)
+    else:
+        model = load_model(cfg.model, checkpoint)
+    return model.eval(), cfg
+
+
+@contextlib.contextmanager
+def _progress_bar(enabled: bool, title: str, total: int | None) -> Iterator[Callable[[], None]]:
+    """A rich progress bar with the running frame rate; yields ``advance()``."""
+    if not enabled:
+        yield lambda: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[fps]:.1f} fps"), TimeElapsedColumn())  # fmt: skip
+    with Progress(*columns) as bar:
+        task = bar.add_task(title, total=total, fps=0.0)
+        start, count = time.perf_counter(), 0
+
+        def advance() -> None:
+            nonlocal count
+            count += 1
+            bar.update(task, advance=1, fps=count / max(time.perf_counter() - start, 1e-9))
+
+        yield advance
+
+
+class VideoPoseEstimator:
+    """Pose estimation and tracking over a whole video, in bounded memory.
+
+    Args:
+        model: the network (any variant and head).
+        detector: built-in detector name (``auto``, ``hog``, ``motion``) used when ``boxes`` is None.
+        boxes: a box file (COCO results or PoseTrack18 annotations, see
+            :func:`famipose.inference.detector.load_box_file`).
+        gt_json: a PoseTrack18 annotation file of the same video: its ``images`` list maps box-file
+            image ids to frames and is copied into the PoseTrack output (so the evaluator pairs
+            frames by the GT file names).
+        options: processing options.
+        device: ``auto``, ``cpu`` or ``cuda``.
+
+    Raises:
+        ValueError: an unknown detector or device, or ``none`` without boxes.
+        DataError: ``gt_json`` is unreadable.
+    """
+
+    def __init__(
+        self,
+        model: FamiPose,
+        *,
+        detector: str = "auto",
+        boxes: str | Path | None = None,
+        gt_json: str | Path | None = None,
+        options: EstimatorOptions | None = None,
+        device: str = "auto",
+    ) -> None:
+        self.device = resolve_device(device)
+        self.model = model.eval().to(self.device)
+        self.options = options or EstimatorOptions()
+        self.gt_images = read_gt_images(gt_json) if gt_json is not None else None
+        self.boxes = boxes
+        self.detector_name = detector
+        self._names = FrameNames.from_gt_images(self.gt_images) if self.gt_images else FrameNames()
+        make_detector(detector, boxes, self._names)  # fail early on bad arguments or files
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        checkpoint: str | Path | None,
+        config: str | Path | None = None,
+        overrides: Sequence[str] = (),
+        options: EstimatorOptions | None = None,
+        **kwargs: Any,
+    ) -> VideoPoseEstimator:
+        """Build the network with :func:`load_model_and_config` (crop padding from ``data.box_padding``).
+
+        Args:
+            checkpoint: weights file, or None for random weights.
+            config: experiment YAML (optional for training checkpoints).
+            overrides: config overrides.
+            options: processing options; by default :class:`EstimatorOptions` with the config's padding.
+            **kwargs: the remaining constructor arguments.
+        """
+        model, cfg = load_model_and_config(checkpoint, config, overrides)
+        return cls(model, options=options or EstimatorOptions(box_padding=cfg.data.box_padding), **kwargs)
+
+    def _detector(self, source: FrameSource) -> Detector:
+        names = self._names
+        if isinstance(source, ImageFolderSource):
+            names = names.merged(FrameNames(by_name={file.name: i for i, file in enumerate(source.files)}))
+        return make_detector(self.detector_name, self.boxes, names)
+
+    def run(self, path: str | Path, overlay: str | Path | None = None, progress: bool = False) -> VideoResult:
+        """Estimate and track the poses of every person in a video.
+
+        Args:
+            path: video file, image folder or glob pattern.
+            overlay: mp4 to render the poses into (written while the video is processed).
+            progress: show a progress bar with the frame rate.
+
+        Returns:
+            The per-frame poses, stage timings and warnings.
+
+        Raises:
+            VideoReadError: the input cannot be opened.
+        """
+        start = time.perf_counter()
+        source = open_frames(path)
+        detector = self._detector(source)
+        timer = StageTimer(self.device)
+        network = _Network(self.model, self.device, self.options, timer)
+        fast = self.options.mode == "fast"
+        windows = _FastWindows(network, self.options.chunk_length) if fast else _ExactWindows(network)
+        tracker = PoseTracker(self.options.tracker)
+        result = VideoResult(str(path), source.fps, image_prefix=default_image_prefix(path), gt_images=self.gt_images)
+        pending: deque[_Item] = deque()
+        counts = {"outside": 0, "empty": 0}
+        writer = VideoWriter(overlay, source.fps) if overlay is not None else None
+        frames = iter(source)
+        with (
+            torch.inference_mode(),
+            _progress_bar(progress, Path(path).name, source.num_frames) as advance,
+            writer or contextlib.nullcontext(),
+        ):
+            while True:
+                with timer("decode"):
+                    frame = next(frames, None)
+                if frame is None:
+                    break
+                item = self._detect(frame, detector, timer, counts)
+                if fast:
+                    with timer("track"):
+                        item.keys = tracker.update(item.boxes)
+                        item.tracker_step = tracker.num_updates
+                pending.extend(self._track(windows.push(item), tracker, timer, fast))
+                self._emit(pending, tracker, result, writer, timer, advance, finished=False)
+            pending.extend(self._track(windows.flush(), tracker, timer, fast))
+            self._emit(pending, tracker, result, writer, timer, advance, finished=True)
+        if writer is not None and not writer.frames_written:
+            result.messages.append(f"{overlay}: not written, no frame was decoded")
+        self._finish(result, source, detector, counts)
+        result.timings = {stage: timer.seconds.get(stage, 0.0) for stage in STAGES}
+        result.wall_seconds = time.perf_counter() - start
+        return result
+
+    def _detect(self, frame: Frame, detector: Detector, timer: StageTimer, counts: dict[str, int]) -> _Item:
+        with timer("detect"):
+            raw = detector(frame)
+            height, width = frame.image.shape[:2]
+            kept, outside = clean_detections(
+                raw, (width, height), self.options.score_threshold, self.options.nms_iou
+            )
+        counts["outside"] += outside
+        counts["empty"] += not len(kept)
+        return _Item(frame, kept.boxes, kept.scores)
+
+    @staticmethod
+    def _track(items: list[_Item], tracker: PoseTracker, timer: StageTimer, fast: bool) -> list[_Item]:
+        """Link exact-mode poses into tracks (fast mode tracked the boxes on arrival)."""
+        if not fast:
+            with timer("track"):
+                for item in items:
+                    item.keys = tracker.update(item.boxes, item.poses)
+                    item.tracker_step = tracker.num_updates
+        return items
+
+    @staticmethod
+    def _emit(
+        pending: deque[_Item],
+        tracker: PoseTracker,
+        result: VideoResult,
+        writer: VideoWriter | None,
+        timer: StageTimer,
+        advance: Callable[[], None],
+        finished: bool,
+    ) -> None:
+        """Output the frames whose tracks' confirmation is settled (all of them at the end)."""
+        while pending and (finished or tracker.num_updates >= pending[0].tracker_step + tracker.confirmation_delay):
+            item = pending.popleft()
+            persons = []
+            for key, box, score, pose in zip(item.keys, item.boxes, item.box_scores, item.poses, strict=True):
+                track_id = tracker.track_id(int(key))
+                if track_id is not None:
+                    persons.append(PersonPose(track_id, box, float(score), pose[:, :2], pose[:, 2]))
+            result.frames.append(FramePoses(item.frame.index, item.frame.name, True, tuple(persons)))
+            if writer is not None:
+                with timer("render"):
+                    drawn = [DrawnPerson(p.track_id, p.box, p.keypoints, p.scores) for p in persons]
+                    writer.write(draw_frame(item.frame.image, drawn, item.frame.index))
+            advance()
+
+    def _finish(self, result: VideoResult, source: FrameSource, detector: Detector, counts: dict[str, int]) -> None:
+        """Add the undecoded frames and the warnings about the input."""
+        names = [file.name for file in source.files] if isinstance(source, ImageFolderSource) else []
+        for skipped in source.skipped:
+            name = names[skipped.index] if skipped.index < len(names) else f"{skipped.index:06d}.jpg"
+            result.frames.append(FramePoses(skipped.index, name, decoded=False))
+        result.frames.sort(key=lambda frame: frame.index)
+        messages = result.messages
+        if source.skipped:
+            indices = ", ".join(str(s.index) for s in source.skipped[:10])
+            messages.append(f"{len(source.skipped)} frame(s) failed to decode and were skipped (indices {indices})")
+        if not result.num_decoded:
+            messages.append(f"{source.path}: no frame could be decoded")
+        if counts["outside"]:
+            messages.append(f"{counts['outside']} box(es) lay outside the image and were dropped")
+        if counts["empty"]:
+            messages.append(f"{counts['empty']} of {result.num_decoded} decoded frame(s) had no person box")
+        if isinstance(detector, BoxFileDetector):
+            undecoded = {skipped.index for skipped in source.skipped}
+            unused = [index for index in detector.unused_frames() if index not in undecoded]
+            if unused and len(unused) == len(detector.per_frame):
+                messages.append(f"{detector.source}: no box refers to a frame of the input (box frames "
+                                f"{unused[0]}..{unused[-1]}); check --gt-json or the file's frame keys")
+            elif unused:
+                messages.append(f"{detector.source}: boxes for {len(unused)} frame(s) not in the input were "
+                                f"ignored ({unused[0]}..{unused[-1]})")
+        if self.gt_images is not None and len(result.frames) > len(self.gt_images):
+            messages.append(f"the input has {len(result.frames)} frames but the GT lists {len(self.gt_images)}; "
+                            "frames past the GT are left out of the PoseTrack output")
+        for message in messages:
+            logger.warning(message)
+
+
+# ---------------------------------------------------------------------------------------------
+# Output files
+# ---------------------------------------------------------------------------------------------
+
+
+def _image_entries(result: VideoResult) -> list[dict[str, Any]]:
+    """The PoseTrack ``images`` list: the GT's, or one entry per frame named ``<prefix>/<name>``."""
+    if result.gt_images is not None:
+        return result.gt_images
+    return [
+        {"file_name": f"{result.image_prefix}/{frame.name}", "id": frame.index, "frame_id": frame.index,
+         "nframes": len(result.frames), "is_labeled": True}
+        for frame in result.frames
+    ]  # fmt: skip
+
+
+def write_posetrack_json(result: VideoResult, path: str | Path) -> Path:
+    """Write the result as a PoseTrack18 prediction file that ``famipose evaluate`` scores.
+
+    Frame ``i`` goes to ``images[i]`` (the GT's images when the run had ``gt_json``); each person is
+    written with its track id, joints as (x, y, score) and its box.
+
+    Args:
+        result: the run's result.
+        path: output JSON file; name it like the GT file (``<video>.json``) for the evaluator.
+
+    Returns:
+        The written file.
+    """
+    images = _image_entries(result)
+    by_index = {frame.index: frame for frame in result.frames}
+    predictions = [
+        [
+            PosePrediction(np.concatenate([p.keypoints, p.scores[:, None]], 1), p.track_id, xywh_to_xyxy(p.box)[0])
+            for p in (by_index[i].persons if i in by_index else ())
+        ]
+        for i in range(len(images))
+    ]
+    path = Path(path)
+    return write_predictions(path.parent, path.name, images, predictions)
+
+
+def write_coco_results(result: VideoResult, path: str | Path) -> Path:
+    """Write the result as a COCO keypoint result list (one entry per person and frame).
+
+    Each entry has ``image_id`` (the GT image id with ``gt_json``, else the frame index),
+    ``image_name``, ``frame_index``, ``category_id`` 1, ``bbox`` (x, y, w, h), ``score`` (box score ×
+    mean joint score), ``keypoints`` (K × (x, y, score)) and ``track_id``.
+
+    Args:
+        result: the run's result.
+        path: output JSON file.
+
+    Returns:
+        The written file.
+    """
+    import json
+
+    images = _image_entries(result)
+    entries = []
+    for frame in result.frames:
+        image = images[frame.index] if frame.index < len(images) else {}
+        for person in frame.persons:
+            joints = np.concatenate([person.keypoints, person.scores[:, None]], 1)  # (K, 3)
+            entries.append({
+                "image_id": image.get("id", image.get("frame_id", frame.index)),
+                "image_name": str(PurePosixPath(image.get("file_name", f"{result.image_prefix}/{frame.name}"))),
+                "frame_index": frame.index,
+                "category_id": 1,
+                "bbox": [round(float(v), 2) for v in person.box],
+                "score": round(person.score, 5),
+                "keypoints": [round(float(v), 3) for v in joints.ravel()],
+                "track_id": person.track_id,
+            })  # fmt: skip
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(entries))
+    return path
+
+
+def process_video(
+    estimator: VideoPoseEstimator,
+    path: str | Path,
+    json_path: str | Path,
+    coco_path: str | Path | None = None,
+    overlay: str | Path | None = None,
+    progress: bool = False,
+) -> VideoResult:
+    """Run the estimator and write its output files, also when the input cannot be read.
+
+    An input that cannot be opened gives an empty result whose ``messages`` say why; the JSON
+    files are written all the same (valid, without persons), so downstream tools always find them.
+
+    Args:
+        estimator: the configured estimator.
+        path: video file, image folder or glob pattern.
+        json_path: PoseTrack18 prediction file to write.
+        coco_path: COCO result file to write, or None.
+        overlay: mp4 overlay to render, or None.
+        progress: show a progress bar.
+
+    Returns:
+        The result (check ``num_decoded`` and ``messages``).
+    """
+    try:
+        result = estimator.run(path, overlay=overlay, progress=progress)
+    except VideoReadError as err:
+        result = VideoResult(str(path), 0.0, image_prefix=default_image_prefix(path), gt_images=estimator.gt_images)
+        result.messages.append(str(err))
+        logger.warning(str(err))
+    write_posetrack_json(result, json_path)
+    if coco_path is not None:
+        write_coco_results(result, coco_path)
+    return result

@@ -1,0 +1,339 @@
+"""Video pipeline: stages, exact vs fast, SynthTrack end to end through the CLI, bad input, detectors."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from famipose.cli import app
+from famipose.config import load_config
+from famipose.data.errors import DataError
+from famipose.evaluation import evaluate_posetrack, read_predictions
+from famipose.inference import (
+    Detections,
+    DrawnPerson,
+    EstimatorOptions,
+    Frame,
+    FrameNames,
+    MotionPersonDetector,
+    TrackerConfig,
+    VideoPoseEstimator,
+    align_features,
+    clean_detections,
+    load_box_file,
+    make_detector,
+    open_frames,
+    write_posetrack_json,
+)
+from famipose.inference import pipeline as pipeline_module
+from famipose.inference.detector import hog_available
+from famipose.inference.draw import draw_person, track_colour
+from famipose.inference.video_io import VideoWriter
+from famipose.models.famipose import FamiPose
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "configs" / "famipose_tiny.yaml"
+SAMPLE_CLIP = ROOT / ".." / "shared" / "data" / "posetrack18_sample" / "videos" / "000001_mpiinew_test"
+FRAME_SIZE = (160, 120)  # w, h
+STATIC_BOXES = np.array([[20.0, 10, 40, 90], [95, 20, 45, 95]])
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    """One intra-op thread: on a shared 2-core machine two spinning threads stall each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """The CLI points the famipose logger at the runner's (then closed) stderr; undo that after each test."""
+    logger = logging.getLogger("famipose")
+    saved = logger.handlers[:], logger.level, logger.propagate
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
+
+
+def _perturbed(config_path: Path, seed: int = 0) -> FamiPose:
+    """A model whose random weights give peaked, non-degenerate outputs (the default init is near zero)."""
+    torch.manual_seed(seed)
+    model = FamiPose(load_config(config_path).model).eval()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    return model
+
+
+def _textured_frames(count: int, seed: int = 0) -> list[np.ndarray]:
+    """Frames with noise and drifting blobs, so every frame's crops differ."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 255, (FRAME_SIZE[1], FRAME_SIZE[0], 3), dtype=np.uint8)
+    frames = []
+    for t in range(count):
+        image = base.copy()
+        for k in range(3):
+            cv2.circle(image, (30 + 40 * k + 2 * t, 40 + 3 * t), 12, (255, 40 * k, 255 - 40 * k), -1)
+        frames.append(image)
+    return frames
+
+
+def _write_clip(path: Path, count: int) -> Path:
+    with VideoWriter(path, fps=25) as writer:
+        for image in _textured_frames(count):
+            writer.write(image)
+    return path
+
+
+def _box_file(path: Path, frames: range, boxes: np.ndarray, extra: list[dict] | None = None) -> Path:
+    entries = [
+        {"frame_index": t, "bbox": [float(v) for v in box], "score": 0.9, "category_id": 1}
+        for t in frames
+        for box in boxes
+    ]
+    path.write_text(json.dumps(entries + (extra or [])))
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Stages
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "config_name", ["famipose_tiny", "famipose_official_tiny", "famipose_simcc_tiny", "single_frame_tiny"]
+)
+def test_align_features_reproduces_forward_exactly(config_name: str) -> None:
+    model = _perturbed(ROOT / "configs" / f"{config_name}.yaml")
+    width, height = model.config.input_size
+    key = torch.randn(2, 3, height, width)
+    supports = torch.randn(2, len(model.config.deltas), 3, height, width)
+    with torch.no_grad():
+        expected = model(key, supports).pose
+        features = model.backbone.features(torch.cat([key, supports.flatten(0, 1)]))  # as forward batches them
+        z_sup = features[2:].unflatten(0, (2, len(model.config.deltas)))
+        got = model.predict(align_features(model, features[:2], z_sup))
+    for name in ("heatmaps", "simcc_x", "simcc_y"):
+        if getattr(expected, name) is not None:
+            assert torch.equal(getattr(got, name), getattr(expected, name)), name
+
+
+def test_clean_detections_thresholds_clips_and_suppresses() -> None:
+    boxes = np.array([[10, 10, 50, 100], [12, 11, 50, 100], [500, 500, 40, 40], [-30, 20, 60, 80], [0, 0, 30, 30]])
+    scores = np.array([0.9, 0.8, 0.95, 0.7, 0.1], np.float32)
+    kept, outside = clean_detections(Detections(boxes.astype(np.float32), scores), (200, 150), 0.4, 0.5)
+    assert outside == 1  # the box at (500, 500) lies outside the 200x150 image
+    np.testing.assert_allclose(kept.scores, [0.9, 0.7])  # duplicate suppressed, weak box dropped
+    np.testing.assert_allclose(kept.boxes[0], [10, 10, 50, 100])
+    np.testing.assert_allclose(kept.boxes[1], [0, 20, 30, 80])  # clipped to the image
+
+
+def test_box_files_map_entries_to_frames(tmp_path: Path) -> None:
+    images = [{"file_name": f"images/val/v/{i:06d}.jpg", "id": 1000 + i} for i in range(3)]
+    coco = tmp_path / "coco.json"
+    coco.write_text(json.dumps([
+        {"image_id": 1002, "bbox": [0, 0, 10, 20], "score": 0.5},
+        {"image_name": "other/root/v/000001.jpg", "bbox": [1, 1, 10, 20], "score": 0.6},
+        {"frame_index": 0, "bbox": [2, 2, 10, 20], "score": 0.7, "category_id": 2},  # not a person
+        {"image_id": 5, "bbox": [3, 3, 0, 20], "score": 0.7},  # empty box
+    ]))  # fmt: skip
+    detector = load_box_file(coco, FrameNames.from_gt_images(images))
+    assert sorted(detector.per_frame) == [1, 2] and detector.num_skipped == 2
+    gt = tmp_path / "gt.json"
+    gt.write_text(json.dumps({"images": images, "annotations": [{"image_id": 1001, "bbox": [5, 5, 10, 10]}]}))
+    assert list(load_box_file(gt).per_frame) == [1]
+    (tmp_path / "bad.json").write_text(json.dumps([{"bbox": [0, 0, 1, 1], "score": 1}]))
+    with pytest.raises(DataError, match="frame_index"):
+        load_box_file(tmp_path / "bad.json")
+    with pytest.raises(ValueError, match="needs a box file"):
+        make_detector("none")
+    with pytest.raises(ValueError, match="valid names"):
+        make_detector("yolo")
+
+
+def test_motion_detector_finds_a_moving_upright_figure() -> None:
+    rng = np.random.default_rng(0)
+    background = rng.integers(90, 110, (240, 320, 3), dtype=np.uint8)
+    detector = MotionPersonDetector(working_height=240)
+    for t in range(8):
+        image = background.copy()
+        cv2.rectangle(image, (40 + 15 * t, 60), (80 + 15 * t, 180), (20, 200, 30), -1)  # 40x120 "person"
+        found = detector(Frame(t, image, f"{t:06d}.jpg"))
+    assert len(found) == 1
+    x, y, w, h = found.boxes[0]
+    assert abs(x - (40 + 15 * 7)) < 12 and abs(y - 60) < 12 and h > 100 and w < h
+    assert 0 < found.scores[0] <= 1
+
+
+def test_overlay_uses_joint_scores_as_opacity() -> None:
+    image = np.zeros((60, 60, 3), np.uint8)
+    keypoints = np.full((17, 2), 30.0)
+    keypoints[0], keypoints[1] = (10, 10), (50, 50)
+    scores = np.zeros(17)
+    scores[0], scores[1] = 1.0, 0.5
+    draw_person(image, DrawnPerson(3, np.array([0, 0, 59, 59]), keypoints, scores), skeleton=())
+    colour = np.array(track_colour(3))
+    np.testing.assert_allclose(image[10, 10], colour, atol=1)
+    np.testing.assert_allclose(image[50, 50], colour * 0.5, atol=2)
+    assert image[30, 30].sum() == 0  # joints with score 0 are hidden
+
+
+# ---------------------------------------------------------------------------------------------
+# Modes
+# ---------------------------------------------------------------------------------------------
+
+
+def test_exact_and_fast_agree_when_boxes_do_not_move(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    num_frames, chunk = 11, 4
+    clip = _write_clip(tmp_path / "clip.mp4", num_frames)
+    boxes = _box_file(tmp_path / "boxes.json", range(num_frames), STATIC_BOXES)
+    model = _perturbed(TINY)
+    crops: list[int] = []
+    buffered: list[int] = []
+    features = model.backbone.features
+    monkeypatch.setattr(model.backbone, "features", lambda x: crops.append(len(x)) or features(x))
+    add = pipeline_module._Windows.add
+    monkeypatch.setattr(
+        pipeline_module._Windows, "add", lambda self, item: add(self, item) or buffered.append(len(self.buffer))
+    )
+    results = {}
+    for mode in ("exact", "fast"):
+        crops.clear()
+        buffered.clear()
+        options = EstimatorOptions(mode=mode, batch_size=8, chunk_length=chunk)
+        results[mode] = VideoPoseEstimator(model, boxes=boxes, options=options, device="cpu").run(clip)
+        results[f"{mode} crops"], results[f"{mode} buffer"] = sum(crops), max(buffered)
+    assert results["exact crops"] == num_frames * len(STATIC_BOXES) * 5  # 1 + S crops per box
+    assert results["fast crops"] == num_frames * len(STATIC_BOXES)  # each (track, frame) once
+    assert results["exact buffer"] <= 5 and results["fast buffer"] <= chunk + 4  # bounded by the window
+    exact, fast = results["exact"], results["fast"]
+    assert [len(f.persons) for f in exact.frames] == [2] * num_frames == [len(f.persons) for f in fast.frames]
+    for frame_exact, frame_fast in zip(exact.frames, fast.frames, strict=True):
+        for a, b in zip(frame_exact.persons, frame_fast.persons, strict=True):
+            assert a.track_id == b.track_id
+            np.testing.assert_allclose(a.keypoints, b.keypoints, atol=1e-3)
+            np.testing.assert_allclose(a.scores, b.scores, rtol=1e-4, atol=1e-5)
+    assert exact.track_ids == {0, 1}
+    assert exact.frames[0].persons[0].scores.max() > 0.1  # the poses are not degenerate
+
+
+def test_fast_mode_recomputes_features_when_a_track_moves(tmp_path: Path) -> None:
+    clip = _write_clip(tmp_path / "clip.mp4", 8)
+    entries = [
+        {"frame_index": t, "bbox": [10.0 + 12 * t, 15, 40, 90], "score": 0.9} for t in range(8)
+    ]
+    (tmp_path / "moving.json").write_text(json.dumps(entries))
+    options = EstimatorOptions(mode="fast", chunk_length=4, tracker=TrackerConfig(min_hits=1))
+    estimator = VideoPoseEstimator(_perturbed(TINY), boxes=tmp_path / "moving.json", options=options, device="cpu")
+    result = estimator.run(clip)
+    assert result.track_ids == {0} and all(len(f.persons) == 1 for f in result.frames)
+    first, last = result.frames[0].persons[0], result.frames[-1].persons[0]
+    np.testing.assert_allclose(last.box[0] - first.box[0], 12 * 7)  # output boxes are the detections
+
+
+# ---------------------------------------------------------------------------------------------
+# End to end, bad input
+# ---------------------------------------------------------------------------------------------
+
+
+def test_cli_on_a_synthtrack_clip_writes_json_the_evaluator_scores(synthtrack_root: Path, tmp_path: Path) -> None:
+    annotation = next((synthtrack_root / "annotations" / "val").glob("*.json"))
+    video = synthtrack_root / "videos" / "val" / f"{annotation.stem}.mp4"
+    checkpoint = tmp_path / "weights.pth"
+    torch.save(_perturbed(TINY).state_dict(), checkpoint)
+    runner = CliRunner()
+    common = ["--config", str(TINY), "--checkpoint", str(checkpoint), "--boxes", str(annotation), "--min-hits", "1"]
+    result = runner.invoke(app, [
+        "video", str(video), *common, "--gt-json", str(annotation), "--mode", "fast",
+        "--json", str(tmp_path / "pred" / annotation.name), "--out", str(tmp_path / "overlay.mp4"),
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    scores = evaluate_posetrack(annotation.parent, tmp_path / "pred", track=True)
+    assert np.isfinite(scores.total) and scores.num_frames > 0 and scores.tracking is not None
+    gt_names = [image["file_name"] for image in json.loads(annotation.read_text())["images"]]
+    assert [frame.file_name for frame in read_predictions(tmp_path / "pred" / annotation.name)] == gt_names
+    coco = json.loads((tmp_path / "pred" / f"{annotation.stem}_coco.json").read_text())
+    assert coco and {"image_id", "bbox", "keypoints", "score", "track_id"} <= set(coco[0])
+    assert len(coco[0]["keypoints"]) == 17 * 3
+    assert len(list(open_frames(tmp_path / "overlay.mp4"))) == len(gt_names)
+    # An image folder without --gt-json names its frames like the GT (images/<split>/<video>/...).
+    folder = synthtrack_root / "images" / "val" / annotation.stem
+    result = runner.invoke(app, ["video", str(folder), *common, "--json", str(tmp_path / "pred2" / annotation.name)])
+    assert result.exit_code == 0, result.output
+    evaluate_posetrack(annotation.parent, tmp_path / "pred2")  # raises if no frame name matches
+
+
+def test_bad_input_still_gives_valid_outputs(tmp_path: Path) -> None:
+    folder = tmp_path / "images" / "val" / "clip"
+    folder.mkdir(parents=True)
+    for t, image in enumerate(_textured_frames(8)):
+        cv2.imwrite(str(folder / f"{t:06d}.jpg"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    (folder / "000003.jpg").write_bytes(b"\xff\xd8 truncated")
+    extra = [
+        {"frame_index": 2, "bbox": [400.0, 300, 30, 60], "score": 0.9},  # outside the 160x120 image
+        *({"frame_index": t, "bbox": [10.0, 10, 40, 80], "score": 0.9} for t in (50, 51)),  # other frames
+    ]
+    boxes = _box_file(tmp_path / "boxes.json", [t for t in range(8) if t != 5], STATIC_BOXES[:1], extra)
+    options = EstimatorOptions(tracker=TrackerConfig(min_hits=1))
+    estimator = VideoPoseEstimator(_perturbed(TINY), boxes=boxes, options=options, device="cpu")
+    result = estimator.run(folder, overlay=tmp_path / "overlay.mp4")
+    assert [f.index for f in result.frames] == list(range(8))
+    assert [f.decoded for f in result.frames] == [t != 3 for t in range(8)]
+    assert [len(f.persons) for f in result.frames] == [0 if t in (3, 5) else 1 for t in range(8)]
+    text = " | ".join(result.messages)
+    for expected in ("failed to decode", "outside the image", "1 of 7 decoded frame(s) had no person box",
+                     "2 frame(s) not in the input"):  # fmt: skip
+        assert expected in text
+    written = write_posetrack_json(result, tmp_path / "pred" / "clip.json")
+    frames = read_predictions(written)
+    assert [f.file_name for f in frames][:2] == ["images/val/clip/000000.jpg", "images/val/clip/000001.jpg"]
+    assert len(list(open_frames(tmp_path / "overlay.mp4"))) == 7
+
+
+def test_a_folder_of_undecodable_images_gives_empty_outputs(tmp_path: Path) -> None:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for t in range(3):
+        (folder / f"{t:06d}.jpg").write_bytes(b"broken")
+    estimator = VideoPoseEstimator(_perturbed(TINY), detector="motion", device="cpu")
+    result = estimator.run(folder, overlay=tmp_path / "overlay.mp4")
+    assert [(f.index, f.decoded) for f in result.frames] == [(0, False), (1, False), (2, False)]
+    assert any("no frame could be decoded" in m for m in result.messages)
+    assert not (tmp_path / "overlay.mp4").exists()
+    assert [f.persons for f in read_predictions(write_posetrack_json(result, tmp_path / "frames.json"))] == [()] * 3
+
+
+def test_cli_reports_an_unreadable_video_and_writes_empty_json(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.mp4"
+    broken.write_text("not a video")
+    out = tmp_path / "pred" / "broken.json"
+    result = CliRunner().invoke(app, ["video", str(broken), "--config", str(TINY), "--json", str(out)])
+    assert result.exit_code == 1
+    assert read_predictions(out) == [] and json.loads(out.with_name("broken_coco.json").read_text()) == []
+
+
+@pytest.mark.parametrize("detector", ["auto", "hog"])
+def test_real_posetrack_clip_runs_with_the_builtin_detector(detector: str, tmp_path: Path) -> None:
+    clip = SAMPLE_CLIP / "000001_mpiinew_test.mp4"
+    if not clip.is_file():
+        pytest.skip(f"shared sample clip absent: {clip}")
+    if detector == "hog" and not hog_available():
+        pytest.skip("this OpenCV (5.x) has no cv2.HOGDescriptor; 'auto' uses the motion detector instead")
+    estimator = VideoPoseEstimator.from_checkpoint(None, TINY, detector=detector, device="cpu")
+    result = estimator.run(clip, overlay=tmp_path / "overlay.mp4")
+    assert result.num_decoded == 5 and len(result.frames) == 5
+    assert sum(len(frame.persons) for frame in result.frames) >= 2  # someone is detected and tracked
+    person = next(p for frame in result.frames for p in frame.persons)
+    assert 0 <= person.box[0] < 1280 and person.keypoints.shape == (17, 2)
+    frames = read_predictions(write_posetrack_json(result, tmp_path / "000001_mpiinew_test.json"))
+    assert len(frames) == 5 and frames[0].file_name.endswith("000001_mpiinew_test/000000.jpg")
+    assert len(list(open_frames(tmp_path / "overlay.mp4"))) == 5
