@@ -97,8 +97,10 @@ def test_stage_two_starts_from_the_stage_one_backbone(tmp_path: Path) -> None:
     for key, value in stage1.backbone.state_dict().items():
         assert torch.equal(stage2.backbone.state_dict()[key], value), key
     for key, value in fresh.state_dict().items():
-        if not key.startswith("backbone."):
+        if not key.startswith(("backbone.", "head.")):
             assert torch.equal(stage2.state_dict()[key], value), key  # alignment modules keep their init
+    # The head the stage-1 checkpoint lacks starts as its final layer.
+    assert torch.equal(stage2.head.conv.weight, stage1.backbone.final_layer.weight)
     assert not any(p.requires_grad for p in stage2.backbone.parameters())
 
 

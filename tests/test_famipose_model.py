@@ -66,6 +66,22 @@ def test_famipose_starts_from_key_feature_path():
     torch.testing.assert_close(out.aligned_supports, out.support_features, atol=1e-5, rtol=0)
 
 
+def test_famipose_with_adopted_head_starts_as_the_single_frame_model():
+    """Zero-initialised residual fusion + head copied from final_layer: stage 2 starts at stage 1."""
+    torch.manual_seed(0)
+    single = FamiPose(load_config(CONFIGS / "single_frame_tiny.yaml").model).eval()
+    for p in single.parameters():  # a "trained" stage-1 model
+        p.data.add_(0.05 * torch.randn_like(p))
+    fami = FamiPose(load_config(CONFIGS / "famipose_tiny.yaml").model).eval()
+    fami.backbone.load_state_dict(single.backbone.state_dict())
+    key, supports = _inputs()
+    assert not torch.allclose(fami(key, supports).pose.heatmaps, single(key).pose.heatmaps)
+    assert fami.adopt_backbone_head()
+    torch.testing.assert_close(fami(key, supports).pose.heatmaps, single(key).pose.heatmaps)
+    official = FamiPose(load_config(CONFIGS / "famipose_official_tiny.yaml").model)
+    assert not official.adopt_backbone_head()  # its 3x3 head has another shape
+
+
 def test_frozen_backbone_gets_no_gradient_and_keeps_bn_stats():
     cfg = load_config(CONFIGS / "famipose_tiny.yaml", ["model.backbone.frozen=true"]).model
     model = FamiPose(cfg).train()

@@ -26,7 +26,6 @@ from famipose.inference import (
     MotionPersonDetector,
     TrackerConfig,
     VideoPoseEstimator,
-    align_features,
     clean_detections,
     load_box_file,
     make_detector,
@@ -112,7 +111,7 @@ def _box_file(path: Path, frames: range, boxes: np.ndarray, extra: list[dict] | 
 @pytest.mark.parametrize(
     "config_name", ["famipose_tiny", "famipose_official_tiny", "famipose_simcc_tiny", "single_frame_tiny"]
 )
-def test_align_features_reproduces_forward_exactly(config_name: str) -> None:
+def test_forward_features_reproduces_forward_exactly(config_name: str) -> None:
     model = _perturbed(ROOT / "configs" / f"{config_name}.yaml")
     width, height = model.config.input_size
     key = torch.randn(2, 3, height, width)
@@ -121,7 +120,7 @@ def test_align_features_reproduces_forward_exactly(config_name: str) -> None:
         expected = model(key, supports).pose
         features = model.backbone.features(torch.cat([key, supports.flatten(0, 1)]))  # as forward batches them
         z_sup = features[2:].unflatten(0, (2, len(model.config.deltas)))
-        got = model.predict(align_features(model, features[:2], z_sup))
+        got = model.forward_features(features[:2], z_sup).pose
     for name in ("heatmaps", "simcc_x", "simcc_y"):
         if getattr(expected, name) is not None:
             assert torch.equal(getattr(got, name), getattr(expected, name)), name

@@ -169,7 +169,8 @@ def build_model(config: Config) -> FamiPose:
 
     Initialisation is seeded with ``train.seed``; ``model.backbone.pretrained`` is then loaded into
     the backbone (keys that fit), and ``train.init_from`` into the whole model (keys that exist with
-    the same shape, e.g. the ``backbone.*`` weights of a stage-1 single-frame checkpoint).
+    the same shape, e.g. the ``backbone.*`` weights of a stage-1 single-frame checkpoint); a head
+    the checkpoint does not provide then starts as the backbone's ``final_layer`` where it fits.
 
     Raises:
         CheckpointError: A weight file cannot be read, or ``init_from`` shares no key with the model.
@@ -182,6 +183,8 @@ def build_model(config: Config) -> FamiPose:
     if config.train.init_from:
         loaded = load_matching(model, config.train.init_from)
         logger.info("init_from %s: loaded %d tensors", config.train.init_from, len(loaded))
+        if not any(key.startswith("head.") for key in loaded) and model.adopt_backbone_head():
+            logger.info("init_from %s: head starts as the backbone's final_layer", config.train.init_from)
     return model
 
 

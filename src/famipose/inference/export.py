@@ -24,7 +24,6 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from famipose.inference.pipeline import align_features
 from famipose.models.dcn import ModulatedDeformConv2d
 from famipose.models.famipose import FamiPose
 
@@ -74,14 +73,7 @@ class WindowModel(nn.Module):
 
     def forward(self, key: Tensor, supports: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
         """Key crops (B, 3, H, W) and support crops (B, S, 3, H, W) → heatmaps or (simcc_x, simcc_y)."""
-        model = self.model
-        if supports is None:
-            z_key, z_sup = model.backbone.features(key), None  # (B, C, h, w)
-        else:
-            batch, num_supports = supports.shape[:2]
-            features = model.backbone.features(torch.cat([key, supports.flatten(0, 1)]))  # (B + B*S, C, h, w)
-            z_key, z_sup = features[:batch], features[batch:].unflatten(0, (batch, num_supports))
-        logits = model.predict(align_features(model, z_key, z_sup))
+        logits = self.model(key, supports).pose
         if logits.is_simcc:
             return logits.simcc_x, logits.simcc_y  # type: ignore[return-value]
         return logits.heatmaps  # type: ignore[return-value]

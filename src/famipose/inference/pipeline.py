@@ -5,7 +5,7 @@ network in bounded memory and returns a :class:`VideoResult`; :func:`write_poset
 :func:`write_coco_results` save it, and ``run(..., overlay=...)`` renders an mp4 on the way.
 
 The stages are plain functions, testable one by one: :func:`crop_geometry` and
-:func:`crop_windows` (preprocess), :func:`align_features` (FAMI-Pose after the backbone, from
+:func:`crop_windows` (preprocess), :meth:`FamiPose.forward_features` (FAMI-Pose after the backbone, from
 cached features) and :func:`decode_poses` (postprocess).
 
 Two modes, chosen by ``EstimatorOptions.mode``:
@@ -78,8 +78,8 @@ from famipose.models.heads import PoseLogits
 logger = logging.getLogger(__name__)
 
 MODES: tuple[str, ...] = ("exact", "fast")
-STAGES: tuple[str, ...] = ("decode", "detect", "track", "crop", "backbone", "alignment", "head", "postprocess",
-                           "render")  # fmt: skip
+# "alignment" covers everything after the backbone (GTM, LCM, fusion and the head, whose cost is negligible).
+STAGES: tuple[str, ...] = ("decode", "detect", "track", "crop", "backbone", "alignment", "postprocess", "render")
 _BOX_REUSE_COVERAGE = 0.95  # fast mode keeps a chunk box that covers this much of the new one ...
 _BOX_REUSE_MAX_GROWTH = 1.5  # ... and is at most this many times larger
 
@@ -217,37 +217,6 @@ def crop_windows(
     return torch.from_numpy(normalised).permute(0, 3, 1, 2).contiguous()  # (N, 3, H, W)
 
 
-def align_features(model: FamiPose, z_key: Tensor, z_sup: Tensor | None) -> Tensor:
-    """FAMI-Pose after the backbone: the enhanced key feature Z̃_t from backbone features.
-
-    Reproduces ``FamiPose.forward`` from its submodules (GTM, LCM or cascaded calibration, support
-    merge, fusion), so features computed once can be reused by several windows.
-
-    Args:
-        model: the network.
-        z_key: Z_t (B, C, h, w).
-        z_sup: Z_{t+δ} (B, S, C, h, w) in ``config.deltas`` order; ignored by the single-frame model.
-
-    Returns:
-        Z̃_t (B, C, h, w); ``model.predict`` turns it into pose logits.
-    """
-    variant = model.config.variant
-    if variant == "single_frame":
-        return z_key
-    if z_sup is None:
-        raise ValueError(f"the {variant} model needs support features (B, S, C, h, w)")
-    batch, num_supports = z_sup.shape[:2]
-    z_key_rep = z_key.unsqueeze(1).expand(-1, num_supports, -1, -1, -1).flatten(0, 1)  # (B*S, C, h, w)
-    coarse, _ = model.gtm(z_key_rep, z_sup.flatten(0, 1))  # (B*S, C, h, w)
-    if variant == "famipose":
-        aligned = model.lcm(z_key_rep, coarse)  # (B*S, C, h, w)
-        support = model.merge_supports(aligned.unflatten(0, (batch, num_supports)).flatten(1, 2))  # (B, C, h, w)
-    else:
-        merged = model.merge_supports(coarse.unflatten(0, (batch, num_supports)).flatten(1, 2))  # (B, C, h, w)
-        support = model.calibration(z_key, merged)  # (B, C, h, w)
-    return model.fuse(torch.cat([z_key, support], 1))  # (B, C, h, w)
-
-
 def decode_poses(logits: PoseLogits, centers: np.ndarray, scales: np.ndarray, config: ModelConfig) -> np.ndarray:
     """Image-space joints from head logits.
 
@@ -374,11 +343,9 @@ class _Network:
         """Image-space poses (B, K, 3) from key (B, C, h, w) and support (B, S, C, h, w) features."""
         logits = []
         for i in range(0, len(z_key), self.batch_size):
-            with self.timer("alignment"):
+            with self.timer("alignment"):  # GTM, LCM, fusion and the head
                 support = None if z_sup is None else z_sup[i : i + self.batch_size]
-                enhanced = align_features(self.model, z_key[i : i + self.batch_size], support)  # (b, C, h, w)
-            with self.timer("head"):
-                logits.append(self.model.predict(enhanced))
+                logits.append(self.model.forward_features(z_key[i : i + self.batch_size], support).pose)
         with self.timer("postprocess"):
             merged = PoseLogits(**{
                 name: torch.cat([getattr(part, name) for part in logits])

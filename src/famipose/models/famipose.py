@@ -6,7 +6,9 @@ decides how supports are aligned and aggregated:
 
 * ``single_frame``: HRNet alone (supports ignored); Z̃_t = Z_t.
 * ``famipose`` (the paper): per support, GTM (affine, from [Z_t, Z_{t+δ}]) then LCM (DCNv2 with a
-  sigmoid mask); the S aligned supports are merged and fused with Z_t.
+  sigmoid mask); the S aligned supports are merged and fused with Z_t as a zero-initialised
+  residual, Z̃_t = Z_t + R([Z_t, merged]), read by a 1x1 heatmap head that can start as HRNet's
+  ``final_layer``: loaded with stage-1 weights, the network starts as the single-frame model.
 * ``famipose_official`` (the released Alignment_V15 code): per support, a translation-only GTM
   regressed from Z_{t+δ} - Z_t; supports merged before four cascaded deformable convolutions
   with a raw mask; fused with Z_t.
@@ -86,6 +88,9 @@ class FamiPose(nn.Module):
             self.fuse = basic_block_chain(2 * channels, channels, config.fusion_blocks)
         if config.variant == "famipose":
             self.lcm = LocalCalibrationModule(channels, config.lcm)
+            self.fuse_residual = nn.Conv2d(channels, channels, 1)
+            nn.init.zeros_(self.fuse_residual.weight)
+            nn.init.zeros_(self.fuse_residual.bias)
         elif config.variant == "famipose_official":
             self.calibration = CascadedCalibration(channels, config.lcm)
             self._init_like_release()
@@ -100,7 +105,25 @@ class FamiPose(nn.Module):
             return SimCCHead(channels, cfg.num_joints, cfg.heatmap_size, cfg.input_size, cfg.head.simcc_split_ratio)
         if cfg.variant == "single_frame":
             return None
-        return HeatmapHead(channels, cfg.num_joints, kernel_size=3)
+        return HeatmapHead(channels, cfg.num_joints, kernel_size=1 if cfg.variant == "famipose" else 3)
+
+    def adopt_backbone_head(self) -> bool:
+        """Copy HRNet's ``final_layer`` into a heatmap head of the same shape.
+
+        Called after loading single-frame (stage-1) weights, so that FAMI-Pose starts from the
+        single-frame predictions instead of a random head.
+
+        Returns:
+            Whether the head was copied.
+        """
+        head = getattr(self.head, "conv", None)
+        source = self.backbone.final_layer
+        if not isinstance(head, nn.Conv2d) or head.weight.shape != source.weight.shape:
+            return False
+        with torch.no_grad():
+            head.weight.copy_(source.weight)
+            head.bias.copy_(source.bias)
+        return True
 
     def _init_like_release(self) -> None:
         """The released code's initialisation of its new layers: conv N(0, 0.001), biases 0."""
@@ -161,8 +184,7 @@ class FamiPose(nn.Module):
             A :class:`FamiPoseOutput`.
         """
         if self.config.variant == "single_frame":
-            z_key = self.backbone.features(key)  # (B, C, h, w)
-            return FamiPoseOutput(pose=self.predict(z_key), key_feature=z_key, enhanced_feature=z_key)
+            return self.forward_features(self.backbone.features(key))  # Z_t (B, C, h, w)
         num_supports = self.config.num_supports
         if supports is None or supports.dim() != 5 or supports.shape[1] != num_supports:
             got = None if supports is None else tuple(supports.shape)
@@ -174,9 +196,27 @@ class FamiPose(nn.Module):
         batch = key.shape[0]
         frames = torch.cat([key, supports.flatten(0, 1)])  # (B + B*S, 3, H, W)
         features = self.backbone.features(frames)  # (B + B*S, C, h, w)
-        z_key, z_sup = features[:batch], features[batch:]  # (B, C, h, w), (B*S, C, h, w)
+        return self.forward_features(features[:batch], features[batch:].unflatten(0, (batch, num_supports)))
+
+    def forward_features(self, z_key: Tensor, z_sup: Tensor | None = None) -> FamiPoseOutput:
+        """Everything after the backbone, from precomputed features.
+
+        Args:
+            z_key: Z_t (B, C, h, w).
+            z_sup: Z_{t+δ} (B, S, C, h, w) in ``config.deltas`` order (``None`` for the single-frame
+                model).
+
+        Returns:
+            The same :class:`FamiPoseOutput` as :meth:`forward` on the crops these features came from.
+        """
+        if self.config.variant == "single_frame":
+            return FamiPoseOutput(pose=self.predict(z_key), key_feature=z_key, enhanced_feature=z_key)
+        if z_sup is None or z_sup.dim() != 5 or z_sup.shape[0] != z_key.shape[0]:
+            raise ValueError(f"support features must be (B, S, C, h, w) with B={z_key.shape[0]}")
+        batch, num_supports = z_sup.shape[:2]
+        z_sup_flat = z_sup.flatten(0, 1)  # (B*S, C, h, w)
         z_key_rep = z_key.repeat_interleave(num_supports, 0)  # (B*S, C, h, w)
-        coarse, theta = self.gtm(z_key_rep, z_sup)  # (B*S, C, h, w), (B*S, 2, 3)
+        coarse, theta = self.gtm(z_key_rep, z_sup_flat)  # (B*S, C, h, w), (B*S, 2, 3)
 
         def per_support(x: Tensor) -> Tensor:
             return x.unflatten(0, (batch, num_supports))  # (B, S, ...)
@@ -185,17 +225,18 @@ class FamiPose(nn.Module):
             aligned = self.lcm(z_key_rep, coarse)  # (B*S, C, h, w)
             merged = self.merge_supports(per_support(aligned).flatten(1, 2))  # (B, C, h, w)
             aligned_out = per_support(aligned)
-            fused_support = merged
+            residual = self.fuse_residual(self.fuse(torch.cat([z_key, merged], 1)))  # (B, C, h, w)
+            enhanced = z_key + residual
         else:
             merged = self.merge_supports(per_support(coarse).flatten(1, 2))  # (B, C, h, w)
-            fused_support = self.calibration(z_key, merged)  # (B, C, h, w)
-            aligned_out = fused_support.unsqueeze(1)  # (B, 1, C, h, w)
-        enhanced = self.fuse(torch.cat([z_key, fused_support], 1))  # (B, C, h, w)
+            calibrated = self.calibration(z_key, merged)  # (B, C, h, w)
+            aligned_out = calibrated.unsqueeze(1)  # (B, 1, C, h, w)
+            enhanced = self.fuse(torch.cat([z_key, calibrated], 1))  # (B, C, h, w)
         return FamiPoseOutput(
             pose=self.predict(enhanced),
             key_feature=z_key,
             enhanced_feature=enhanced,
-            support_features=per_support(z_sup),
+            support_features=z_sup,
             coarse_supports=per_support(coarse),
             aligned_supports=aligned_out,
             merged_supports=merged,
