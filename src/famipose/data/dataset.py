@@ -232,8 +232,8 @@ class PoseWindowDataset(Dataset[WindowSample]):
         keypoints[:, 2] = (keypoints[:, 2] > 0) & inside
         targets = _encode_targets(keypoints, options)
         return WindowSample(
-            key=_normalise(key),
-            supports=torch.stack([_normalise(crop) for crop in supports]),  # (S, 3, H, W)
+            key=normalize_crops(key),
+            supports=normalize_crops(np.stack(supports)),  # (S, 3, H, W)
             heatmaps=targets.heatmaps,
             simcc_x=targets.simcc_x,
             simcc_y=targets.simcc_y,
@@ -316,10 +316,10 @@ def _encode_targets(keypoints: np.ndarray, options: WindowDatasetOptions) -> _Ta
     return _Targets(heatmaps, simcc_x, simcc_y, torch.from_numpy(weights))
 
 
-def _normalise(crop: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) uint8 RGB → (3, H, W) float32 ImageNet-normalised tensor."""
-    scaled = (crop.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD  # (H, W, 3)
-    return torch.from_numpy(np.ascontiguousarray(scaled.transpose(2, 0, 1)))  # (3, H, W)
+def normalize_crops(crops: np.ndarray) -> torch.Tensor:
+    """(..., H, W, 3) uint8 RGB crops → (..., 3, H, W) float32 ImageNet-normalised tensor."""
+    scaled = (crops.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD  # (..., H, W, 3)
+    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(scaled, -1, -3)))  # (..., 3, H, W)
 
 
 def _stack_optional(items: list[torch.Tensor | None], name: str) -> torch.Tensor | None:

@@ -42,6 +42,13 @@ SKELETON: tuple[tuple[int, int], ...] = (
     (11, 13), (13, 15), (12, 14), (14, 16),
 )  # fmt: skip
 
+# COCO keypoint OKS sigmas in PoseTrack joint order; head_bottom and head_top take the eye values,
+# as in the HRNet-family PoseTrack code. Used by OKS-NMS and the tracker.
+OKS_SIGMAS: tuple[float, ...] = (
+    0.026, 0.025, 0.025, 0.035, 0.035, 0.079, 0.079, 0.072, 0.072, 0.062, 0.062, 0.107, 0.107, 0.087, 0.087,
+    0.089, 0.089,
+)  # fmt: skip
+
 # Joints of the upper body, used by half-body augmentation.
 UPPER_BODY_JOINTS: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
 

@@ -30,10 +30,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-from famipose.codecs import crop_to_image, decode_heatmaps, decode_simcc, heatmap_to_image
+from famipose.codecs.pose import decode_pose_logits
 from famipose.config import Config, ModelConfig
-from famipose.data.dataset import PoseWindowDataset, WindowBatch, collate_windows
+from famipose.data.dataset import PoseWindowDataset, collate_windows
 from famipose.data.detections import load_detections
+from famipose.data.keypoints import OKS_SIGMAS
 from famipose.data.posetrack import load_posetrack
 from famipose.data.windows import BoxSource, GroundTruthBoxes, build_windows
 from famipose.engine.builders import data_path, dataset_options, window_deltas
@@ -51,15 +52,9 @@ from famipose.evaluation import EvalResult, PosePrediction, evaluate_posetrack, 
 from famipose.evaluation.io import read_video
 from famipose.models.checkpoint import CheckpointError, compare_state_dict
 from famipose.models.famipose import FamiPose
-from famipose.models.heads import PoseLogits
 
 logger = logging.getLogger(__name__)
 
-# COCO keypoint OKS sigmas in PoseTrack joint order; head_bottom and head_top take the eye values,
-# as in the HRNet-family PoseTrack code.
-OKS_SIGMAS = np.array(
-    [0.26, 0.25, 0.25, 0.35, 0.35, 0.79, 0.79, 0.72, 0.72, 0.62, 0.62, 1.07, 1.07, 0.87, 0.87, 0.89, 0.89]
-) / 10.0
 OKS_NMS_THRESHOLD = 0.9
 
 
@@ -139,28 +134,6 @@ def build_eval_data(config: Config, boxes: str | Path | None = None, gt_dir: str
     return EvalData(PoseWindowDataset(labelled, dataset_options(config, augment=False)), resolve_gt_dir(config, gt_dir))
 
 
-def decode_batch(logits: PoseLogits, batch: WindowBatch, model: ModelConfig) -> np.ndarray:
-    """Image-space keypoints of one batch.
-
-    Args:
-        logits: Head output for the batch.
-        batch: The batch (crop centres and scales).
-        model: Sizes and SimCC split ratio.
-
-    Returns:
-        (B, K, 3) ``(x, y, score)`` in image pixels.
-    """
-    centers, scales = batch.centers.numpy(), batch.scales.numpy()
-    if logits.is_simcc:
-        probabilities = [t.float().softmax(-1).cpu().numpy() for t in (logits.simcc_x, logits.simcc_y)]  # (B, K, N)
-        coords, scores = decode_simcc(*probabilities, model.head.simcc_split_ratio)  # (B, K, 2) input px
-        image = crop_to_image(coords, centers, scales, model.input_size)
-    else:
-        coords, scores = decode_heatmaps(logits.heatmaps.float().cpu().numpy())  # (B, K, 2) heatmap px
-        image = heatmap_to_image(coords, centers, scales, model.heatmap_size, model.input_size)
-    return np.concatenate([image, scores[..., None]], axis=-1)  # (B, K, 3)
-
-
 @torch.no_grad()
 def predict_persons(
     model: FamiPose, loader: DataLoader, device: torch.device, amp: bool = False
@@ -181,7 +154,8 @@ def predict_persons(
     for batch in loader:
         with torch.autocast(device.type, enabled=amp and device.type == "cuda"):
             output = model(batch.key.to(device), batch.supports.to(device))
-        keypoints = decode_batch(output.pose, batch, model.config)  # (B, K, 3)
+        centers, scales = batch.centers.numpy(), batch.scales.numpy()  # (B, 2), (B, 2)
+        keypoints = decode_pose_logits(output.pose, centers, scales, model.config)  # (B, K, 3)
         box_scores = batch.box_scores.numpy()  # (B,)
         areas = (batch.scales[:, 0] * batch.scales[:, 1]).numpy()  # (B,)
         for index, name in enumerate(batch.file_names):
@@ -202,7 +176,7 @@ def oks_similarity(reference: np.ndarray, others: np.ndarray, area_ref: float, a
     Returns:
         (N,) OKS in [0, 1].
     """
-    variances = (2 * OKS_SIGMAS) ** 2  # (K,)
+    variances = (2 * np.asarray(OKS_SIGMAS)) ** 2  # (K,)
     squared = ((others[..., :2] - reference[None, :, :2]) ** 2).sum(-1)  # (N, K)
     scale = (area_ref + areas)[:, None] / 2 + np.spacing(1)  # (N, 1)
     return np.exp(-squared / variances / scale / 2).mean(-1)

@@ -6,7 +6,7 @@ network in bounded memory and returns a :class:`VideoResult`; :func:`write_poset
 
 The stages are plain functions, testable one by one: :func:`crop_geometry` and
 :func:`crop_windows` (preprocess), :meth:`FamiPose.forward_features` (FAMI-Pose after the backbone, from
-cached features) and :func:`decode_poses` (postprocess).
+cached features) and :func:`famipose.codecs.pose.decode_pose_logits` (postprocess).
 
 Two modes, chosen by ``EstimatorOptions.mode``:
 
@@ -43,11 +43,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from famipose.codecs.heatmap import decode_heatmaps
-from famipose.codecs.simcc import decode_simcc
-from famipose.codecs.transforms import box_to_center_scale, crop_to_image, heatmap_to_image, warp_crop
-from famipose.config import Config, ConfigError, ModelConfig, from_dict, load_config
-from famipose.data.dataset import IMAGENET_MEAN, IMAGENET_STD
+from famipose.codecs.pose import decode_pose_logits
+from famipose.codecs.transforms import box_to_center_scale, warp_crop
+from famipose.config import Config, ConfigError, from_dict, load_config
+from famipose.data.dataset import normalize_crops
 from famipose.data.errors import DataError, get_field, load_json
 from famipose.data.windows import resolve_support_index
 from famipose.engine.checkpointing import load_checkpoint
@@ -213,33 +212,7 @@ def crop_windows(
     crops = np.stack(
         [warp_crop(image, c, s, input_size) for image, c, s in zip(images, centers, scales, strict=True)]
     )  # (N, H, W, 3)
-    normalised = (crops.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
-    return torch.from_numpy(normalised).permute(0, 3, 1, 2).contiguous()  # (N, 3, H, W)
-
-
-def decode_poses(logits: PoseLogits, centers: np.ndarray, scales: np.ndarray, config: ModelConfig) -> np.ndarray:
-    """Image-space joints from head logits.
-
-    Heatmaps: argmax with the quarter-pixel shift, score = heatmap maximum. SimCC: per-axis argmax
-    of the softmax, score = the smaller axis probability.
-
-    Args:
-        logits: head output for N crops.
-        centers: (N, 2) crop centres.
-        scales: (N, 2) crop sizes.
-        config: sizes and SimCC split ratio.
-
-    Returns:
-        (N, K, 3) float64 ``(x, y, score)`` in image pixels.
-    """
-    if logits.is_simcc:
-        probabilities = [t.float().softmax(-1).cpu().numpy() for t in (logits.simcc_x, logits.simcc_y)]  # (N, K, n)
-        coords, scores = decode_simcc(*probabilities, config.head.simcc_split_ratio)  # (N, K, 2) input px
-        image = crop_to_image(coords, centers, scales, config.input_size)
-    else:
-        coords, scores = decode_heatmaps(logits.heatmaps.float().cpu().numpy())  # (N, K, 2) heatmap px
-        image = heatmap_to_image(coords, centers, scales, config.heatmap_size, config.input_size)
-    return np.concatenate([image, scores[..., None]], axis=-1)  # (N, K, 3)
+    return normalize_crops(crops)  # (N, 3, H, W)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -352,7 +325,7 @@ class _Network:
                 for name in ("heatmaps", "simcc_x", "simcc_y")
                 if getattr(logits[0], name) is not None
             })  # fmt: skip
-            return decode_poses(merged, centers, scales, self.config)
+            return decode_pose_logits(merged, centers, scales, self.config)
 
 
 class _Windows(ABC):

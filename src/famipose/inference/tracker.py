@@ -18,12 +18,13 @@ Shape symbols: N persons of the frame, T live tracks, K joints.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from famipose.engine.evaluate import OKS_SIGMAS
+from famipose.data.keypoints import OKS_SIGMAS
 
 _FORBIDDEN = 1e6  # cost of a pair below the similarity gate
 
@@ -118,7 +119,7 @@ class PoseTracker:
         sigmas: (K,) per-joint OKS falloff (default: the evaluator's PoseTrack values).
     """
 
-    def __init__(self, config: TrackerConfig | None = None, sigmas: np.ndarray = OKS_SIGMAS) -> None:
+    def __init__(self, config: TrackerConfig | None = None, sigmas: Sequence[float] = OKS_SIGMAS) -> None:
         self.config = config or TrackerConfig()
         self.sigmas = np.asarray(sigmas, np.float64)
         self.tracks: list[_Track] = []
