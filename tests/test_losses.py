@@ -35,13 +35,19 @@ def test_heatmap_mse_by_hand():
 
 def test_task_divergence_by_hand():
     targets = PoseTargets(weights=torch.tensor([[1.0, 0.0]]), heatmaps=torch.tensor([[[[1.0, 3.0]], [[1.0, 0.0]]]]))
-    # q = softmax([0, 0]) = (0.5, 0.5); p = (0.25, 0.75)
+    # q = normalised heatmap (2, 2) -> (0.5, 0.5); p = (0.25, 0.75)
     expected = 0.25 * math.log(0.25 / 0.5) + 0.75 * math.log(0.75 / 0.5)
-    flat = PoseLogits(heatmaps=torch.zeros(1, 2, 1, 2))
+    flat = PoseLogits(heatmaps=torch.full((1, 2, 1, 2), 2.0))
     assert task_divergence(flat, targets, 1.0).item() == pytest.approx(expected, rel=1e-6)
-    # At temperature 2, logits (0, 2 ln 3) give q = p exactly: zero divergence.
-    exact = PoseLogits(heatmaps=torch.tensor([[[[0.0, 2 * math.log(3)]], [[5.0, -5.0]]]]))
+    # A heatmap proportional to the target (what MSE drives it to) gives q = p: zero divergence,
+    # whatever the temperature (it only applies to SimCC).
+    exact = PoseLogits(heatmaps=torch.tensor([[[[0.5, 1.5]], [[5.0, -5.0]]]]))
     assert task_divergence(exact, targets, 2.0).item() == pytest.approx(0.0, abs=1e-6)
+    # Negative values are floored at 1e-4 before normalising.
+    floored = PoseLogits(heatmaps=torch.tensor([[[[-1.0, 1.0]], [[1.0, 1.0]]]]))
+    q0 = 1e-4 / (1 + 1e-4)
+    expected_floor = 0.25 * math.log(0.25 / q0) + 0.75 * math.log(0.75 / (1 - q0))
+    assert task_divergence(floored, targets, 1.0).item() == pytest.approx(expected_floor, rel=1e-5)
 
 
 def test_simcc_kl_by_hand():

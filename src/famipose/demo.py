@@ -78,8 +78,8 @@ class DemoResult:
     famipose: EvalResult
 
 
-def _stage_config(name: str, data_root: Path, settings: DemoSettings, epochs: int, extra: list[str]) -> Config:
-    """A shipped SynthTrack config pointed at the demo's data and budget."""
+def stage_config(name: str, data_root: Path, settings: DemoSettings, epochs: int, extra: list[str]) -> Config:
+    """A shipped SynthTrack config (``configs/<name>.yaml``) pointed at the demo's data and budget."""
     overrides = [
         f"data.root={data_root}",
         f"train.epochs={epochs}",
@@ -218,10 +218,10 @@ def run_demo(out_dir: Path, settings: DemoSettings = DemoSettings()) -> DemoResu
     data_root = out_dir / "synthtrack"
     generate_data(data_root, settings)
 
-    stage1 = _stage_config("synthtrack_single_frame_tiny", data_root, settings, settings.stage1_epochs, [])
+    stage1 = stage_config("synthtrack_single_frame_tiny", data_root, settings, settings.stage1_epochs, [])
     single_run = train(stage1, out_dir / "single_frame")
     stage1_weights = single_run.best_checkpoint or single_run.last_checkpoint
-    stage2 = _stage_config(
+    stage2 = stage_config(
         "synthtrack_famipose_tiny", data_root, settings, settings.stage2_epochs, [f"train.init_from={stage1_weights}"]
     )
     fami_run = train(stage2, out_dir / "famipose")

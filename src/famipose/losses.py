@@ -16,8 +16,8 @@ support_aligned    I(Z_{t+δ}; Z̃_{t+δ})   maximise    KL(sg c(Z_{t+δ}) || c(
 task_key           I(y; Z_t)             minimise    -KL(p_y || q(Z_t)), head as constant
 =================  ====================  ==========  ======================================
 
-q(Z) is the head's predictive distribution at temperature τ (a softmax over heatmap positions,
-or over x and y bins for SimCC), p_y the normalised ground-truth target, c(Z) the channel
+q(Z) is the head's predictive distribution (the normalised heatmap, see :func:`log_predictive`,
+or a softmax over x and y bins at temperature τ for SimCC), p_y the normalised ground-truth target, c(Z) the channel
 distribution of the spatially pooled feature (invariant to the warp the alignment applies), and
 sg a stop-gradient. Each estimator is a KL divergence D with Î = -D + const, a variational bound:
 I(y; Z) >= H(y) - CE(p_y, q(Z)). (*) I(Z_t; Z̃_t) enters the paper's objective twice with
@@ -144,17 +144,39 @@ def pose_loss(pred: PoseLogits, targets: PoseTargets, config: LossConfig) -> Ten
 # -- mutual information: our variational (kl) form --------------------------------------------
 
 
+HEATMAP_FLOOR = 1e-4  # heatmap values are clamped to this before normalising them into q
+
+
+def log_predictive(logits: PoseLogits, temperature: float) -> list[Tensor]:
+    """log q(y | Z): the head output as categorical distributions, one per axis.
+
+    A heatmap is normalised, q = max(h, ε) / Σ max(h, ε): the heatmap MSE loss is minimal at
+    h = the Gaussian target, and this q then equals the normalised target, so the two losses pull
+    the same way (a softmax of heatmap values would instead demand ever larger peaks). SimCC bins,
+    trained as logits, use softmax(x / τ).
+
+    Returns:
+        ``[(B, K, h*w)]`` or ``[(B, K, Wx), (B, K, Ny)]`` log-probabilities.
+    """
+    if logits.is_simcc:
+        return [F.log_softmax(x / temperature, -1) for x in logits.flat_distributions()]
+    positive = logits.flat_distributions()[0].clamp(min=HEATMAP_FLOOR)  # (B, K, h*w)
+    return [positive.log() - positive.sum(-1, keepdim=True).log()]
+
+
 def task_divergence(logits: PoseLogits, targets: PoseTargets, temperature: float) -> Tensor:
     """KL(p_y || q(Z)) per labelled joint, averaged: estimates -I(y; Z) up to a constant.
 
     Args:
         logits: Head output for feature Z.
         targets: Ground truth (heatmaps or SimCC labels, with weights).
-        temperature: Softmax temperature τ of q.
+        temperature: Softmax temperature τ of SimCC distributions.
     """
     per_axis = [
-        categorical_kl(_normalise(label), F.log_softmax(pred / temperature, -1))  # (B, K)
-        for label, pred in zip(targets.as_logits().flat_distributions(), logits.flat_distributions(), strict=True)
+        categorical_kl(_normalise(label), log_q)  # (B, K)
+        for label, log_q in zip(
+            targets.as_logits().flat_distributions(), log_predictive(logits, temperature), strict=True
+        )
     ]
     return _weighted_mean(torch.stack(per_axis).mean(0), targets.weights)
 
