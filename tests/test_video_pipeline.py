@@ -45,13 +45,7 @@ FRAME_SIZE = (160, 120)  # w, h
 STATIC_BOXES = np.array([[20.0, 10, 40, 90], [95, 20, 45, 95]])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread: on a shared 2-core machine two spinning threads stall each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 
 @pytest.fixture(autouse=True)
