@@ -35,3 +35,20 @@ def test_summary_reports_parameters_and_macs() -> None:
     assert "0.74M" in single and "1.00×" in single  # tiny HRNet: 738,113 parameters
     cells = [cell.strip() for cell in fami.split("│")]
     assert cells[2] == "famipose" and cells[5] == "5"  # key + 4 supports through the backbone
+
+
+def test_demo_quick_writes_report_overlay_and_runs(tmp_path: Path) -> None:
+    import av
+
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--quick"])
+    assert result.exit_code == 0, result.output
+    report = (tmp_path / "demo" / "report.md").read_text()
+    assert "| single-frame HRNet |" in report and "| FAMI-Pose |" in report
+    for run in ("single_frame", "famipose"):
+        assert (tmp_path / "demo" / run / "train_curves.png").stat().st_size > 0
+        assert (tmp_path / "demo" / run / "per_joint_map.png").stat().st_size > 0
+    (overlay,) = (tmp_path / "demo").glob("overlay_*.mp4")
+    with av.open(str(overlay)) as container:
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    assert len(frames) == 8  # the quick demo's validation video
+    assert frames[0].shape[1] == 2 * 128  # two 128-px-wide frames side by side
