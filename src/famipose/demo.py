@@ -169,7 +169,7 @@ def render_comparison(
 
 
 def _fmt(value: float) -> str:
-    return "–" if value is None or math.isnan(value) else f"{value:.1f}"
+    return "–" if math.isnan(value) else f"{value:.1f}"
 
 
 def write_report(out_dir: Path, settings: DemoSettings, results: dict[str, EvalResult], overlay: Path) -> Path:
