@@ -224,11 +224,11 @@ def mi_terms_kl(output: FamiPoseOutput, targets: PoseTargets, probe: Probe, temp
     raw_supports, aligned_supports = _support_pairs(output)
     assert output.support_features is not None
     num_supports = output.support_features.shape[1]
-    support_targets = PoseTargets(
-        weights=targets.weights.repeat_interleave(num_supports, 0),
-        heatmaps=None if targets.heatmaps is None else targets.heatmaps.repeat_interleave(num_supports, 0),
-        simcc_x=None if targets.simcc_x is None else targets.simcc_x.repeat_interleave(num_supports, 0),
-        simcc_y=None if targets.simcc_y is None else targets.simcc_y.repeat_interleave(num_supports, 0),
+    support_targets = PoseTargets(  # each key-frame target once per support: (B*S, ...)
+        **{
+            name: None if value is None else value.repeat_interleave(num_supports, 0)
+            for name, value in vars(targets).items()
+        }
     )
     return {
         "task_enhanced": task_divergence(probe(output.enhanced_feature), targets, temperature),
