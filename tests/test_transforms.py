@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,6 +16,7 @@ from famipose.codecs.transforms import (
     flip_keypoints,
     get_affine_matrix,
     heatmap_to_image,
+    reframe_theta,
     rescale_points,
     transform_points,
     warp_crop,
@@ -158,3 +160,32 @@ def test_flip_commutes_with_crop_under_udp(rotation: float) -> None:
     crop_of_mirror = warp_crop(image[:, ::-1].copy(), mirrored_center, scale, (25, 33), -rotation)
     diff = np.abs(crop[:, ::-1].astype(int) - crop_of_mirror.astype(int))
     assert diff.max() <= 1
+
+
+def test_reframe_theta_by_hand() -> None:
+    # src crop centre (10, 20) size (40, 80); dst centre (20, 20) size (20, 40): half the size and shifted
+    # right by a quarter of the src width, so x_src = 0.5 * x_dst + 0.5 and y_src = 0.5 * y_dst.
+    src_c, src_s, dst_c, dst_s = np.array([[[10.0, 20]], [[40, 80]], [[20, 20]], [[20, 40]]])
+    theta = reframe_theta(src_c, src_s, dst_c, dst_s)
+    np.testing.assert_allclose(theta[0], [[0.5, 0, 0.5], [0, 0.5, 0]])
+    same = reframe_theta(np.array([[3.0, 4]]), np.array([[5.0, 6]]), np.array([[3.0, 4]]), np.array([[5.0, 6]]))
+    assert np.array_equal(same[0], np.eye(2, 3))
+
+
+def test_reframe_theta_resamples_a_crop_into_the_crop_of_another_box() -> None:
+    # On a smooth image, crop box B and re-frame it into box A with grid_sample: it must equal crop A
+    # directly wherever A's pixels lie inside B (two bilinear interpolations of a smooth field).
+    ys, xs = np.mgrid[0:160, 0:200].astype(np.float32)
+    image = np.stack([np.sin(xs / 17) + np.cos(ys / 23), xs / 200, ys / 160], axis=-1).astype(np.float32)
+    size = (48, 64)
+    center_a, scale_a = np.array([80.0, 70.0]), np.array([60.0, 80.0])
+    center_b, scale_b = np.array([86.5, 66.0]), np.array([69.0, 92.0])
+    crop_a = warp_crop(image, center_a, scale_a, size)  # (64, 48, 3)
+    crop_b = torch.from_numpy(warp_crop(image, center_b, scale_b, size)).permute(2, 0, 1)[None]  # (1, 3, 64, 48)
+    theta = torch.from_numpy(reframe_theta(center_b[None], scale_b[None], center_a[None], scale_a[None])).float()
+    grid = F.affine_grid(theta, [1, 3, size[1], size[0]], align_corners=True)
+    reframed = F.grid_sample(crop_b, grid, mode="bilinear", align_corners=True)[0].permute(1, 2, 0).numpy()
+    # A's crop spans x in [50, 110], y in [30, 110]; B's [52, 121] x [20, 112]: compare A's columns from x = 53.
+    inside = slice(None), slice(3, None)
+    np.testing.assert_allclose(reframed[inside], crop_a[inside], atol=5e-3)
+    assert np.abs(reframed[:, 0] - crop_a[:, 0]).max() > 0.1  # outside B: zeros, so the check can fail

@@ -219,18 +219,39 @@ def test_exact_and_fast_agree_when_boxes_do_not_move(tmp_path: Path, monkeypatch
     assert exact.frames[0].persons[0].scores.max() > 0.1  # the poses are not degenerate
 
 
-def test_fast_mode_recomputes_features_when_a_track_moves(tmp_path: Path) -> None:
-    clip = _write_clip(tmp_path / "clip.mp4", 8)
-    entries = [
-        {"frame_index": t, "bbox": [10.0 + 12 * t, 15, 40, 90], "score": 0.9} for t in range(8)
-    ]
+def test_fast_mode_crops_each_frame_once_with_its_own_box_and_reframes_supports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    num_frames, step = 8, 6.0
+    clip = _write_clip(tmp_path / "clip.mp4", num_frames)
+    entries = [{"frame_index": t, "bbox": [10.0 + step * t, 15, 40, 90], "score": 0.9} for t in range(num_frames)]
     (tmp_path / "moving.json").write_text(json.dumps(entries))
+    model = _perturbed(TINY)
+    crops: list[int] = []
+    windows: list[tuple[torch.Tensor, torch.Tensor]] = []
+    features, forward_features = model.backbone.features, model.forward_features
+    monkeypatch.setattr(model.backbone, "features", lambda x: crops.append(len(x)) or features(x))
+    monkeypatch.setattr(
+        model, "forward_features", lambda key, sup: windows.append((key, sup)) or forward_features(key, sup)
+    )
     options = EstimatorOptions(mode="fast", chunk_length=4, tracker=TrackerConfig(min_hits=1))
-    estimator = VideoPoseEstimator(_perturbed(TINY), boxes=tmp_path / "moving.json", options=options, device="cpu")
-    result = estimator.run(clip)
+    result = VideoPoseEstimator(model, boxes=tmp_path / "moving.json", options=options, device="cpu").run(clip)
     assert result.track_ids == {0} and all(len(f.persons) == 1 for f in result.frames)
-    first, last = result.frames[0].persons[0], result.frames[-1].persons[0]
-    np.testing.assert_allclose(last.box[0] - first.box[0], 12 * 7)  # output boxes are the detections
+    np.testing.assert_allclose(result.frames[-1].persons[0].box[0] - result.frames[0].persons[0].box[0], step * 7)
+    assert sum(crops) == num_frames  # every frame cropped once, with the track's box in that frame
+    # Key frame 3's support t+1 (frame 4) was cut with frame 4's box and re-framed into frame 3's crop:
+    # the box moved +6 px, i.e. 6 / (crop width) of the crop, which is (w - 1) * 6 / crop_w feature pixels.
+    key_features = torch.cat([key for key, _ in windows])  # (8, C, h, w), frame order
+    support_t1 = torch.cat([sup for _, sup in windows])[3, 2]  # frame 3's δ = +1 support (deltas -2, -1, 1, 2)
+    _, scale = pipeline_module.crop_geometry(np.array([entries[3]["bbox"]]), (96, 128), options.box_padding)
+    width = key_features.shape[-1]
+    shift = (width - 1) * step / scale[0, 0]  # feature pixels the frame-4 features move left in frame 3's crop
+    lo, hi = int(np.ceil(shift)) + 1, width - 2
+    columns = torch.arange(lo, hi, dtype=torch.float64) - shift  # where frame 3's columns lie in frame 4's map
+    left = columns.floor().long()
+    fraction = (columns - left).float()
+    expected = key_features[4][..., left] * (1 - fraction) + key_features[4][..., left + 1] * fraction
+    torch.testing.assert_close(support_t1[..., lo:hi], expected, atol=1e-5, rtol=1e-5)
 
 
 # ---------------------------------------------------------------------------------------------

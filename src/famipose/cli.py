@@ -61,7 +61,7 @@ def video(
     mode: Annotated[Literal["exact", "fast"], typer.Option(help="exact: 1+S crops per box; fast: cached.")] = "exact",
     device: Annotated[Literal["auto", "cpu", "cuda"], typer.Option(help="Where the network runs.")] = "auto",
     batch: Annotated[int, typer.Option(help="Crops per backbone call.")] = 32,
-    chunk: Annotated[int, typer.Option(help="fast mode: key frames sharing one crop box per track.")] = 16,
+    chunk: Annotated[int, typer.Option(help="fast mode: key frames processed together (batching).")] = 16,
     score_threshold: Annotated[float, typer.Option(help="Drop person boxes below this score.")] = 0.4,
     min_hits: Annotated[int, typer.Option(help="Consecutive matches before a track is born.")] = 2,
     max_misses: Annotated[int, typer.Option(help="Missed frames after which a track ends.")] = 5,

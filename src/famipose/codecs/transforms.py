@@ -240,6 +240,33 @@ def heatmap_to_image(
     return crop_to_image(rescale_points(coords, heatmap_size, input_size), centers, scales, input_size)
 
 
+def reframe_theta(
+    src_centers: np.ndarray, src_scales: np.ndarray, dst_centers: np.ndarray, dst_scales: np.ndarray
+) -> np.ndarray:
+    """Affine grids that resample crops (or feature maps of crops) of one box into the crops of another.
+
+    Under the UDP mapping the first and last pixel centres of a crop lie at ``c ∓ s / 2``, i.e. at
+    the normalised coordinates ∓1 of ``grid_sample(..., align_corners=True)`` on any grid of that
+    crop (input or stride-4 features). A destination position ``n`` is the image point
+    ``c_dst + n * s_dst / 2``, found at ``(c_dst - c_src + n * s_dst / 2) * 2 / s_src`` in the source.
+
+    Args:
+        src_centers, src_scales: (N, 2) crops the data was cut with.
+        dst_centers, dst_scales: (N, 2) crops to express it in.
+
+    Returns:
+        (N, 2, 3) float64 theta for ``F.affine_grid(theta, size, align_corners=True)``; exactly the
+        identity where source and destination crops are equal.
+    """
+    src_scales = np.asarray(src_scales, dtype=np.float64)
+    ratio = np.asarray(dst_scales, dtype=np.float64) / src_scales  # (N, 2)
+    shift = 2.0 * (np.asarray(dst_centers, dtype=np.float64) - np.asarray(src_centers, dtype=np.float64)) / src_scales
+    theta = np.zeros((len(ratio), 2, 3))
+    theta[:, 0, 0], theta[:, 1, 1] = ratio[:, 0], ratio[:, 1]
+    theta[:, :, 2] = shift
+    return theta
+
+
 def flip_keypoints(keypoints: np.ndarray, width: float, flip_perm: Sequence[int]) -> np.ndarray:
     """Mirror keypoints horizontally and swap left/right joints.
 

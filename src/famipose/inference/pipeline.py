@@ -12,12 +12,14 @@ Two modes, chosen by ``EstimatorOptions.mode``:
 
 * ``exact``: for every box of key frame t, the frames t+δ are cropped with that box (as in
   training) and the backbone runs on all 1+S crops; tracks are then linked on box IoU and pose OKS.
-* ``fast``: tracks are linked on box IoU when frames arrive; each track is cropped with one box
-  per chunk of ``chunk_length`` key frames (the box covering the track's boxes in the chunk, kept
-  from the previous chunk while it still covers them), so every frame's backbone feature is computed
-  once per (track, frame, box), cached, and reused by each key frame whose window holds it;
-  backbone and alignment calls are batched across persons. With boxes that do not move, both
-  modes crop identically.
+* ``fast``: tracks are linked on box IoU when frames arrive; every frame is cropped once per track
+  with that track's own box in the frame (the key crop of exact mode), its backbone feature is
+  cached per (track, frame, box) and reused by each key frame whose window holds it, re-framed
+  from its own crop into the key-frame crop by a bilinear feature resampling
+  (:func:`reframe_features`; a frame where the track has no box is cropped with the key box, as in
+  exact mode). Key frames are processed ``chunk_length`` at a time so that backbone and alignment
+  calls are batched across persons and frames. With boxes that do not move, both modes compute
+  the same features and poses.
 
 Memory: ``exact`` keeps the frames t-2..t+2 plus the tracker's confirmation delay; ``fast`` keeps
 one chunk plus its window margins, and the feature cache of those frames.
@@ -41,10 +43,11 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from famipose.codecs.pose import decode_pose_logits
-from famipose.codecs.transforms import box_to_center_scale, warp_crop
+from famipose.codecs.transforms import box_to_center_scale, reframe_theta, warp_crop
 from famipose.config import Config, ConfigError, from_dict, load_config
 from famipose.data.dataset import normalize_crops
 from famipose.data.errors import DataError, get_field, load_json
@@ -79,8 +82,6 @@ logger = logging.getLogger(__name__)
 MODES: tuple[str, ...] = ("exact", "fast")
 # "alignment" covers everything after the backbone (GTM, LCM, fusion and the head, whose cost is negligible).
 STAGES: tuple[str, ...] = ("decode", "detect", "track", "crop", "backbone", "alignment", "postprocess", "render")
-_BOX_REUSE_COVERAGE = 0.95  # fast mode keeps a chunk box that covers this much of the new one ...
-_BOX_REUSE_MAX_GROWTH = 1.5  # ... and is at most this many times larger
 
 
 # ---------------------------------------------------------------------------------------------
@@ -230,7 +231,7 @@ class EstimatorOptions:
         score_threshold: person boxes below this score are dropped.
         nms_iou: IoU above which a lower-scored box is suppressed.
         box_padding: crop enlargement after aspect fixing (as in training).
-        chunk_length: fast mode: key frames sharing one crop box per track.
+        chunk_length: fast mode: key frames processed together (batching; latency in frames).
         tracker: tracking settings.
     """
 
@@ -400,14 +401,14 @@ class _ExactWindows(_Windows):
 
 
 class _FastWindows(_Windows):
-    """One crop box per track and chunk; backbone features cached per (track, frame, box)."""
+    """Each frame cropped once per track with the track's own box there; the backbone features are
+    cached per (track, frame, box) and re-framed into the key-frame crop by every window using them."""
 
     def __init__(self, network: _Network, chunk_length: int) -> None:
         super().__init__(network)
         self.chunk_length = chunk_length
         self.chunk_start = 0
         self.cache: dict[tuple[int, int, tuple[float, ...]], Tensor] = {}
-        self.track_boxes: dict[int, np.ndarray] = {}
 
     def push(self, item: _Item) -> list[_Item]:
         self.add(item)
@@ -422,35 +423,28 @@ class _FastWindows(_Windows):
             ready += self._process_chunk(finished=True)
         return ready
 
-    def _chunk_box(self, track: int, boxes: list[np.ndarray]) -> np.ndarray:
-        """The track's crop box for the chunk: the box covering ``boxes`` (n, 4), or the previous
-        chunk's box while that still covers it and is not much larger."""
-        xyxy = xywh_to_xyxy(np.stack(boxes))  # (n, 4)
-        union = np.concatenate([xyxy[:, :2].min(0), xyxy[:, 2:].max(0)])  # (4,) x1, y1, x2, y2
-        new = np.concatenate([union[:2], union[2:] - union[:2]])  # (4,) x, y, w, h
-        previous = self.track_boxes.get(track)
-        if previous is None:
-            return new
-        previous_xyxy = xywh_to_xyxy(previous)[0]
-        inner = np.minimum(previous_xyxy[2:], union[2:]) - np.maximum(previous_xyxy[:2], union[:2])
-        covered = np.clip(inner, 0.0, None).prod() >= _BOX_REUSE_COVERAGE * new[2] * new[3]
-        return previous if covered and previous[2] * previous[3] <= _BOX_REUSE_MAX_GROWTH * new[2] * new[3] else new
+    def _track_box(self, track: int, frame: int) -> np.ndarray | None:
+        """The track's (4,) box in a buffered frame, or None when the track has no box there."""
+        item = self.buffer[frame]
+        hits = np.flatnonzero(item.keys == track)
+        return item.boxes[hits[0]] if len(hits) else None
 
     def _process_chunk(self, finished: bool) -> list[_Item]:
         start, stop = self.chunk_start, self.chunk_start + self.chunk_length
         items = [self.buffer[i] for i in range(start, stop) if i in self.buffer]
         self.chunk_start = stop
-        by_track: dict[int, list[np.ndarray]] = defaultdict(list)
+        # One slot per window and frame: (track, frame, crop box); the key frame first. A support frame
+        # is cut with the track's own box there, or with the key box (as exact mode) where it has none.
+        slots = []
         for item in items:
+            supports = self.support_indices(item.frame.index, finished)
             for key, box in zip(item.keys, item.boxes, strict=True):
-                by_track[int(key)].append(box)
-        self.track_boxes = {track: self._chunk_box(track, boxes) for track, boxes in by_track.items()}
-        windows = [  # (track, frames of the window), item by item, person by person
-            (int(key), [item.frame.index, *self.support_indices(item.frame.index, finished)])
-            for item in items
-            for key in item.keys
-        ]
-        poses = self._poses(windows) if windows else np.zeros((0, self.network.config.num_joints, 3))
+                own = [self._track_box(int(key), frame) for frame in supports]
+                slots.append([(int(key), item.frame.index, box)] + [
+                    (int(key), frame, box if support_box is None else support_box)
+                    for frame, support_box in zip(supports, own, strict=True)
+                ])  # fmt: skip
+        poses = self._poses(slots) if slots else np.zeros((0, self.network.config.num_joints, 3))
         counts = np.cumsum([len(item.keys) for item in items])[:-1]
         for item, item_poses in zip(items, np.split(poses, counts), strict=True):
             item.poses = item_poses
@@ -458,31 +452,63 @@ class _FastWindows(_Windows):
         self.cache = {k: v for k, v in self.cache.items() if k[1] >= stop - self.before}
         return items
 
-    def _poses(self, windows: list[tuple[int, list[int]]]) -> np.ndarray:
-        """Poses (B, K, 3) of the chunk's windows, from cached (or newly computed) features."""
-        self._fill_cache({(track, frame) for track, frames in windows for frame in frames})
-        boxes = np.stack([self.track_boxes[track] for track, _ in windows])
-        centers, scales = crop_geometry(boxes, self.network.config.input_size, self.network.padding)
-        stacked = torch.stack([
-            torch.stack([self.cache[self._cache_key(track, frame)] for frame in frames])
-            for track, frames in windows
+    def _poses(self, slots: list[list[tuple[int, int, np.ndarray]]]) -> np.ndarray:
+        """Poses (B, K, 3) of B windows of 1+S slots, from cached (or newly computed) features."""
+        config = self.network.config
+        self._fill_cache([slot for window in slots for slot in window])
+        features = torch.stack([
+            torch.stack([self.cache[_cache_key(*slot)] for slot in window]) for window in slots
         ])  # (B, 1+S, C, h, w)
-        return self.network.poses(stacked[:, 0], stacked[:, 1:] if self.deltas else None, centers, scales)
+        boxes = np.stack([[box for _, _, box in window] for window in slots])  # (B, 1+S, 4)
+        centers, scales = crop_geometry(boxes.reshape(-1, 4), config.input_size, self.network.padding)
+        centers, scales = centers.reshape(*boxes.shape[:2], 2), scales.reshape(*boxes.shape[:2], 2)
+        z_sup = None
+        if self.deltas:
+            with self.network.timer("alignment"):
+                z_sup = reframe_features(
+                    features[:, 1:].flatten(0, 1),
+                    centers[:, 1:].reshape(-1, 2),
+                    scales[:, 1:].reshape(-1, 2),
+                    centers[:, :1].repeat(len(self.deltas), 1).reshape(-1, 2),
+                    scales[:, :1].repeat(len(self.deltas), 1).reshape(-1, 2),
+                ).unflatten(0, (len(slots), len(self.deltas)))  # (B, S, C, h, w) in the key crop
+        return self.network.poses(features[:, 0], z_sup, centers[:, 0], scales[:, 0])
 
-    def _cache_key(self, track: int, frame: int) -> tuple[int, int, tuple[float, ...]]:
-        """Features are cached per (track, frame, crop box)."""
-        return track, frame, tuple(self.track_boxes[track])
-
-    def _fill_cache(self, needed: set[tuple[int, int]]) -> None:
-        """Compute the missing (track, frame) features of this chunk in batched backbone calls."""
-        missing = sorted(pair for pair in needed if self._cache_key(*pair) not in self.cache)
+    def _fill_cache(self, slots: list[tuple[int, int, np.ndarray]]) -> None:
+        """Compute the features of the slots not in the cache, in batched backbone calls."""
+        missing = {_cache_key(*slot): slot for slot in slots if _cache_key(*slot) not in self.cache}
         if not missing:
             return
-        boxes = np.stack([self.track_boxes[track] for track, _ in missing])
+        boxes = np.stack([box for _, _, box in missing.values()])
         centers, scales = crop_geometry(boxes, self.network.config.input_size, self.network.padding)
-        features = self.network.features([self.buffer[f].frame.image for _, f in missing], centers, scales)
-        for (track, frame), feature in zip(missing, features, strict=True):
-            self.cache[self._cache_key(track, frame)] = feature
+        images = [self.buffer[frame].frame.image for _, frame, _ in missing.values()]
+        for cache_key, feature in zip(missing, self.network.features(images, centers, scales), strict=True):
+            self.cache[cache_key] = feature
+
+
+def _cache_key(track: int, frame: int, box: np.ndarray) -> tuple[int, int, tuple[float, ...]]:
+    """Features are cached per (track, frame, crop box)."""
+    return track, frame, tuple(float(v) for v in box)
+
+
+def reframe_features(
+    features: Tensor, src_centers: np.ndarray, src_scales: np.ndarray, dst_centers: np.ndarray, dst_scales: np.ndarray
+) -> Tensor:
+    """Resample feature maps (N, C, h, w) of crops ``src`` into crops ``dst`` (zeros outside ``src``).
+
+    Bilinear, UDP-consistent (see :func:`famipose.codecs.transforms.reframe_theta`); maps whose
+    crops are equal are returned untouched, so static boxes give exactly the features of a direct crop.
+    """
+    theta = reframe_theta(src_centers, src_scales, dst_centers, dst_scales)  # (N, 2, 3)
+    moved = torch.from_numpy(np.flatnonzero(np.any(theta != np.eye(2, 3), axis=(1, 2)))).to(features.device)
+    if not len(moved):
+        return features
+    subset = features[moved]  # (M, C, h, w)
+    grid = F.affine_grid(
+        torch.from_numpy(theta).to(features)[moved], list(subset.shape), align_corners=True
+    )  # (M, h, w, 2)
+    resampled = F.grid_sample(subset, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    return features.index_copy(0, moved, resampled)
 
 
 # ---------------------------------------------------------------------------------------------
