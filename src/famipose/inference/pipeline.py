@@ -16,10 +16,10 @@ Two modes, chosen by ``EstimatorOptions.mode``:
   with that track's own box in the frame (the key crop of exact mode), its backbone feature is
   cached per (track, frame, box) and reused by each key frame whose window holds it, re-framed
   from its own crop into the key-frame crop by a bilinear feature resampling
-  (:func:`reframe_features`; a frame where the track has no box is cropped with the key box, as in
-  exact mode). Key frames are processed ``chunk_length`` at a time so that backbone and alignment
-  calls are batched across persons and frames. With boxes that do not move, both modes compute
-  the same features and poses.
+  (:func:`reframe_features`; a frame where the track has no box is replaced by the next one toward
+  the key frame, like a frame outside the video). Key frames are processed ``chunk_length`` at a
+  time so that backbone and alignment calls are batched across persons and frames. With boxes that
+  do not move, both modes compute the same features and poses.
 
 Memory: ``exact`` keeps the frames t-2..t+2 plus the tracker's confirmation delay; ``fast`` keeps
 one chunk plus its window margins, and the feature cache of those frames.
@@ -345,10 +345,12 @@ class _Windows(ABC):
         self.buffer[item.frame.index] = item
         self.last_index = item.frame.index
 
-    def support_indices(self, key: int, finished: bool) -> list[int]:
-        """Frames used for key frame ``key``'s supports (missing frames replaced toward the key)."""
+    def support_indices(self, key: int, finished: bool, usable: Callable[[int], bool] | None = None) -> list[int]:
+        """Frames used for key frame ``key``'s supports: missing (or not ``usable``) frames are
+        replaced by the next frame toward the key, as in training."""
         nframes = self.last_index + 1 if finished else self.last_index + self.after + 1
-        return [resolve_support_index(key, d, nframes, self.buffer.__contains__) for d in self.deltas]
+        usable = usable or self.buffer.__contains__
+        return [resolve_support_index(key, d, nframes, usable) for d in self.deltas]
 
     def drop_before(self, index: int) -> None:
         for old in [i for i in self.buffer if i < index]:
@@ -402,13 +404,13 @@ class _ExactWindows(_Windows):
 
 class _FastWindows(_Windows):
     """Each frame cropped once per track with the track's own box there; the backbone features are
-    cached per (track, frame, box) and re-framed into the key-frame crop by every window using them."""
+    cached per (track, frame) and re-framed into the key-frame crop by every window using them."""
 
     def __init__(self, network: _Network, chunk_length: int) -> None:
         super().__init__(network)
         self.chunk_length = chunk_length
         self.chunk_start = 0
-        self.cache: dict[tuple[int, int, tuple[float, ...]], Tensor] = {}
+        self.cache: dict[tuple[int, int], Tensor] = {}  # (track, frame) -> (C, h, w)
 
     def push(self, item: _Item) -> list[_Item]:
         self.add(item)
@@ -424,27 +426,25 @@ class _FastWindows(_Windows):
         return ready
 
     def _track_box(self, track: int, frame: int) -> np.ndarray | None:
-        """The track's (4,) box in a buffered frame, or None when the track has no box there."""
-        item = self.buffer[frame]
-        hits = np.flatnonzero(item.keys == track)
+        """The track's (4,) box in a buffered frame, or None when the frame or the track's box is missing."""
+        item = self.buffer.get(frame)
+        hits = np.flatnonzero(item.keys == track) if item is not None else ()
         return item.boxes[hits[0]] if len(hits) else None
 
     def _process_chunk(self, finished: bool) -> list[_Item]:
         start, stop = self.chunk_start, self.chunk_start + self.chunk_length
         items = [self.buffer[i] for i in range(start, stop) if i in self.buffer]
         self.chunk_start = stop
-        # One slot per window and frame: (track, frame, crop box); the key frame first. A support frame
-        # is cut with the track's own box there, or with the key box (as exact mode) where it has none.
-        slots = []
-        for item in items:
-            supports = self.support_indices(item.frame.index, finished)
-            for key, box in zip(item.keys, item.boxes, strict=True):
-                own = [self._track_box(int(key), frame) for frame in supports]
-                slots.append([(int(key), item.frame.index, box)] + [
-                    (int(key), frame, box if support_box is None else support_box)
-                    for frame, support_box in zip(supports, own, strict=True)
-                ])  # fmt: skip
-        poses = self._poses(slots) if slots else np.zeros((0, self.network.config.num_joints, 3))
+        # One window per (track, key frame): the key frame, then its supports. A frame where the track
+        # has no box is replaced by the next frame toward the key (as frames outside the video are).
+        windows = [
+            (int(key), [item.frame.index, *self.support_indices(
+                item.frame.index, finished, lambda frame, track=int(key): self._track_box(track, frame) is not None
+            )])
+            for item in items
+            for key in item.keys
+        ]  # fmt: skip
+        poses = self._poses(windows) if windows else np.zeros((0, self.network.config.num_joints, 3))
         counts = np.cumsum([len(item.keys) for item in items])[:-1]
         for item, item_poses in zip(items, np.split(poses, counts), strict=True):
             item.poses = item_poses
@@ -452,16 +452,16 @@ class _FastWindows(_Windows):
         self.cache = {k: v for k, v in self.cache.items() if k[1] >= stop - self.before}
         return items
 
-    def _poses(self, slots: list[list[tuple[int, int, np.ndarray]]]) -> np.ndarray:
-        """Poses (B, K, 3) of B windows of 1+S slots, from cached (or newly computed) features."""
+    def _poses(self, windows: list[tuple[int, list[int]]]) -> np.ndarray:
+        """Poses (B, K, 3) of B windows (track, 1+S frames), from cached (or newly computed) features."""
         config = self.network.config
-        self._fill_cache([slot for window in slots for slot in window])
+        self._fill_cache([(track, frame) for track, frames in windows for frame in frames])
         features = torch.stack([
-            torch.stack([self.cache[_cache_key(*slot)] for slot in window]) for window in slots
+            torch.stack([self.cache[track, frame] for frame in frames]) for track, frames in windows
         ])  # (B, 1+S, C, h, w)
-        boxes = np.stack([[box for _, _, box in window] for window in slots])  # (B, 1+S, 4)
+        boxes = np.stack([[self._track_box(track, frame) for frame in frames] for track, frames in windows])
         centers, scales = crop_geometry(boxes.reshape(-1, 4), config.input_size, self.network.padding)
-        centers, scales = centers.reshape(*boxes.shape[:2], 2), scales.reshape(*boxes.shape[:2], 2)
+        centers, scales = centers.reshape(*boxes.shape[:2], 2), scales.reshape(*boxes.shape[:2], 2)  # (B, 1+S, 2)
         z_sup = None
         if self.deltas:
             with self.network.timer("alignment"):
@@ -471,24 +471,19 @@ class _FastWindows(_Windows):
                     scales[:, 1:].reshape(-1, 2),
                     centers[:, :1].repeat(len(self.deltas), 1).reshape(-1, 2),
                     scales[:, :1].repeat(len(self.deltas), 1).reshape(-1, 2),
-                ).unflatten(0, (len(slots), len(self.deltas)))  # (B, S, C, h, w) in the key crop
+                ).unflatten(0, (len(windows), len(self.deltas)))  # (B, S, C, h, w) in the key crop
         return self.network.poses(features[:, 0], z_sup, centers[:, 0], scales[:, 0])
 
-    def _fill_cache(self, slots: list[tuple[int, int, np.ndarray]]) -> None:
-        """Compute the features of the slots not in the cache, in batched backbone calls."""
-        missing = {_cache_key(*slot): slot for slot in slots if _cache_key(*slot) not in self.cache}
+    def _fill_cache(self, needed: list[tuple[int, int]]) -> None:
+        """Compute the features of the (track, frame) pairs not in the cache, in batched backbone calls."""
+        missing = sorted({pair for pair in needed if pair not in self.cache})
         if not missing:
             return
-        boxes = np.stack([box for _, _, box in missing.values()])
+        boxes = np.stack([self._track_box(track, frame) for track, frame in missing])
         centers, scales = crop_geometry(boxes, self.network.config.input_size, self.network.padding)
-        images = [self.buffer[frame].frame.image for _, frame, _ in missing.values()]
-        for cache_key, feature in zip(missing, self.network.features(images, centers, scales), strict=True):
-            self.cache[cache_key] = feature
-
-
-def _cache_key(track: int, frame: int, box: np.ndarray) -> tuple[int, int, tuple[float, ...]]:
-    """Features are cached per (track, frame, crop box)."""
-    return track, frame, tuple(float(v) for v in box)
+        images = [self.buffer[frame].frame.image for _, frame in missing]
+        for pair, feature in zip(missing, self.network.features(images, centers, scales), strict=True):
+            self.cache[pair] = feature
 
 
 def reframe_features(
