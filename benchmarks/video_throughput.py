@@ -11,8 +11,9 @@ Part 2 (memory and stages): a long 1280x720 clip, a SynthTrack video played forw
 (continuous motion) to ``--long-seconds``, runs through ``fast`` mode with the overlay mp4 in a
 child process per length; reported: per-stage seconds, frames/s and the child's peak RSS. Several
 lengths show whether memory grows with the video; timings scale linearly, so a 5-minute figure
-is extrapolated from them (said so in the output). ``--fixed-mmap-threshold`` runs the children
-with glibc's mmap threshold fixed, which separates the pipeline's memory from allocator caching.
+is extrapolated from them (said so in the output). The children call
+``release_freed_frames_to_os()`` as ``famipose video`` does; ``--glibc-dynamic-threshold`` leaves
+glibc's default, to show what allocator caching of freed frames adds.
 
     .venv/bin/python benchmarks/video_throughput.py
     .venv/bin/python benchmarks/video_throughput.py --frames 24 --backbones tiny --long-seconds 10 20
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -35,7 +35,7 @@ import torch
 from famipose.config import load_config
 from famipose.data.synthtrack import generate_synthtrack
 from famipose.inference import EstimatorOptions, TrackerConfig, VideoPoseEstimator, open_frames
-from famipose.inference.video_io import VideoWriter
+from famipose.inference.video_io import VideoWriter, release_freed_frames_to_os
 from famipose.models.famipose import FamiPose
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,18 +47,19 @@ LONG_SOURCE_FRAMES = 60  # SynthTrack frames played back and forth to make the l
 def parse_args() -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--frames", type=int, default=32, help="frames of the 3-person SynthTrack clip")
+    parser.add_argument("--frames", type=int, default=64, help="frames of the 3-person SynthTrack clip")
     parser.add_argument("--size", type=int, nargs=2, default=(384, 288), help="clip size W H")
     parser.add_argument("--backbones", nargs="*", default=["tiny", "w32"], choices=["tiny", "w32", "w48"])
     parser.add_argument("--chunk", type=int, default=16, help="fast mode chunk length")
     parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per configuration (the best counts)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1: stable on shared CPUs)")
     parser.add_argument("--long-seconds", type=float, nargs="*", default=[20.0, 60.0], help="long clip lengths")
     parser.add_argument("--long-fps", type=float, default=25.0)
     parser.add_argument("--work", type=Path, default=None, help="keep generated files here")
-    parser.add_argument("--fixed-mmap-threshold", action="store_true",
-                        help="run long clips with MALLOC_MMAP_THRESHOLD_=131072 (glibc's dynamic threshold "
-                             "otherwise keeps freed 720p frame buffers in the heap: RSS plateaus higher)")  # fmt: skip
+    parser.add_argument("--glibc-dynamic-threshold", action="store_true",
+                        help="run long clips without release_freed_frames_to_os() (which `famipose video` "
+                             "calls): glibc's dynamic mmap threshold keeps freed 720p frames in the heap")  # fmt: skip
     parser.add_argument("--child", nargs=3, metavar=("VIDEO", "BOXES", "OVERLAY"), help=argparse.SUPPRESS)
     return parser.parse_args()
 
@@ -80,33 +81,35 @@ def model_for(variant: str, backbone: str) -> FamiPose:
     return FamiPose(load_config(CONFIGS[variant], [f"model.backbone.name={backbone}"]).model).eval()
 
 
-def timed(model: FamiPose, mode: str, video: Path, boxes: Path, args: argparse.Namespace) -> tuple[float, dict]:
-    """frames/s and stage seconds of one run (after a warm-up run on the same clip)."""
-    options = EstimatorOptions(mode=mode, batch_size=args.batch, chunk_length=args.chunk,
-                               tracker=TrackerConfig(min_hits=1))  # fmt: skip
-    estimator = VideoPoseEstimator(model, boxes=boxes, gt_json=boxes, options=options, device="cpu")
-    estimator.run(video)
-    result = estimator.run(video)
-    return result.throughput, result.timings
-
-
 def throughput(args: argparse.Namespace, work: Path) -> None:
-    """Part 1: exact vs fast vs single-frame on a 3-person clip."""
+    """Part 1: exact vs fast vs single-frame on a 3-person clip; each configuration's fastest of
+    ``--repeats`` interleaved runs (after one warm-up run each), so load bursts on a shared machine
+    do not land on one configuration only."""
     video, boxes = three_person_clip(work / "clip", args.frames, tuple(args.size), "val")
     print(f"clip: {video.name}, {args.frames} frames {args.size[0]}x{args.size[1]}, 3 people, GT boxes; "
-          f"input 96x128, chunk {args.chunk}, batch {args.batch}, {torch.get_num_threads()} thread(s)")  # fmt: skip
+          f"input 96x128, chunk {args.chunk}, batch {args.batch}, {torch.get_num_threads()} thread(s), "
+          f"best of {args.repeats} interleaved runs")  # fmt: skip
+    configurations = {"exact": ("famipose", "exact"), "fast": ("famipose", "fast"),
+                      "single exact": ("single_frame", "exact"), "single fast": ("single_frame", "fast")}  # fmt: skip
     for backbone in args.backbones:
-        runs = {
-            "exact": timed(model_for("famipose", backbone), "exact", video, boxes, args),
-            "fast": timed(model_for("famipose", backbone), "fast", video, boxes, args),
-            "single exact": timed(model_for("single_frame", backbone), "exact", video, boxes, args),
-            "single fast": timed(model_for("single_frame", backbone), "fast", video, boxes, args),
-        }
-        for name, (fps, stages) in runs.items():
-            detail = ", ".join(f"{k} {v:.2f}" for k, v in stages.items() if v >= 0.005)
-            print(f"  {backbone:5s} {name:13s} {fps:7.2f} frames/s   [{detail}]")
-        fast, exact = runs["fast"][0], runs["exact"][0]
-        single = max(runs["single exact"][0], runs["single fast"][0])  # the faster single-frame run
+        estimators = {}
+        for name, (variant, mode) in configurations.items():
+            options = EstimatorOptions(mode=mode, batch_size=args.batch, chunk_length=args.chunk,
+                                       tracker=TrackerConfig(min_hits=1))  # fmt: skip
+            estimators[name] = VideoPoseEstimator(
+                model_for(variant, backbone), boxes=boxes, gt_json=boxes, options=options, device="cpu"
+            )
+            estimators[name].run(video)  # warm-up
+        runs: dict[str, list] = {name: [] for name in configurations}
+        for _ in range(args.repeats):
+            for name, estimator in estimators.items():
+                runs[name].append(estimator.run(video))
+        best = {name: max(results, key=lambda r: r.throughput) for name, results in runs.items()}
+        for name, result in best.items():
+            detail = ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items() if v >= 0.005)
+            print(f"  {backbone:5s} {name:13s} {result.throughput:7.2f} frames/s   [{detail}]")
+        fast, exact = best["fast"].throughput, best["exact"].throughput
+        single = max(best["single exact"].throughput, best["single fast"].throughput)  # its faster mode
         print(f"  {backbone:5s} fast / exact = {fast / exact:.2f}x   "
               f"fast cost / single-frame (its faster mode) = {single / fast:.2f}x")
 
@@ -135,6 +138,8 @@ def long_clip(work: Path, seconds: float, fps: float) -> tuple[Path, Path]:
 
 def child(video: Path, boxes: Path, overlay: Path, args: argparse.Namespace) -> None:
     """Part 2 worker: one fast-mode run with the overlay; prints JSON (stages, fps, peak RSS)."""
+    if not args.glibc_dynamic_threshold:
+        release_freed_frames_to_os()  # as `famipose video` does
     options = EstimatorOptions(mode="fast", batch_size=args.batch, chunk_length=args.chunk)
     estimator = VideoPoseEstimator(model_for("famipose", "tiny"), boxes=boxes, options=options, device="cpu")
     before_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # imports and model
@@ -152,9 +157,9 @@ def long_runs(args: argparse.Namespace, work: Path) -> None:
     for seconds in args.long_seconds:
         video, boxes = long_clip(work, seconds, args.long_fps)
         options = ["--threads", str(args.threads), "--chunk", str(args.chunk), "--batch", str(args.batch)]
+        options += ["--glibc-dynamic-threshold"] if args.glibc_dynamic_threshold else []
         command = [sys.executable, __file__, *options, "--child", str(video), str(boxes), str(work / "overlay.mp4")]
-        env = {**os.environ, **({"MALLOC_MMAP_THRESHOLD_": "131072"} if args.fixed_mmap_threshold else {})}
-        report = json.loads(subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout)
+        report = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
         reports.append(report)
         stages = ", ".join(f"{k} {v:.1f}s" for k, v in report["stages"].items())
         print(f"  {seconds:6.0f} s ({report['frames']} frames): {report['fps']:.1f} frames/s, "

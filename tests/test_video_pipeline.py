@@ -142,8 +142,11 @@ def test_box_files_map_entries_to_frames(tmp_path: Path) -> None:
     detector = load_box_file(coco, FrameNames.from_gt_images(images))
     assert sorted(detector.per_frame) == [1, 2] and detector.num_skipped == 2
     gt = tmp_path / "gt.json"
-    gt.write_text(json.dumps({"images": images, "annotations": [{"image_id": 1001, "bbox": [5, 5, 10, 10]}]}))
-    assert list(load_box_file(gt).per_frame) == [1]
+    unseen = {"image_id": 1002, "bbox": [5, 5, 10, 10], "keypoints": [7, 7, 0] * 17}  # no visible joint
+    seen = {"image_id": 1001, "bbox": [5, 5, 10, 10], "keypoints": [7, 7, 0] * 16 + [7, 7, 1]}
+    box_only = {"image_id": 1000, "bbox": [1, 1, 5, 5]}
+    gt.write_text(json.dumps({"images": images, "annotations": [seen, unseen, box_only]}))
+    assert sorted(load_box_file(gt).per_frame) == [0, 1]  # as `famipose test --boxes gt`: no window without joints
     (tmp_path / "bad.json").write_text(json.dumps([{"bbox": [0, 0, 1, 1], "score": 1}]))
     with pytest.raises(DataError, match="frame_index"):
         load_box_file(tmp_path / "bad.json")

@@ -75,9 +75,11 @@ def video(
     from famipose.engine.logging import setup_logging
     from famipose.inference import EstimatorOptions, TrackerConfig, VideoPoseEstimator, process_video
     from famipose.inference.pipeline import default_image_prefix
+    from famipose.inference.video_io import release_freed_frames_to_os
     from famipose.models.checkpoint import CheckpointError
 
     setup_logging()
+    release_freed_frames_to_os()
     if threads > 0:
         torch.set_num_threads(threads)
     json_out = json_out or Path("predictions") / f"{Path(default_image_prefix(source)).name}.json"

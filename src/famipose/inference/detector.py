@@ -297,8 +297,19 @@ def _entries(document: Any, names: FrameNames, source: Path) -> tuple[list[Any],
     )
 
 
+def _has_visible_joint(person: dict[str, Any]) -> bool:
+    """Whether a GT person has a joint with visibility > 0 (or no ``keypoints`` list at all)."""
+    keypoints = person.get("keypoints")
+    if not isinstance(keypoints, list) or not keypoints:
+        return True
+    return any(isinstance(v, int | float) and v > 0 for v in keypoints[2::3])
+
+
 def load_box_file(path: str | Path, names: FrameNames | None = None) -> BoxFileDetector:
     """Read person boxes for one video from a COCO result list or a PoseTrack18 annotation file.
+
+    From an annotation file, persons whose keypoints are all invisible are left out, as
+    ``famipose test --boxes gt`` gives them no window.
 
     Args:
         path: the JSON file.
@@ -320,7 +331,7 @@ def load_box_file(path: str | Path, names: FrameNames | None = None) -> BoxFileD
         entry = f"[{index}]"
         if not isinstance(raw, dict):
             raise DataError(source, f"must be an object, got {json_type_name(raw)}", entry)
-        if ground_truth and "bbox" not in raw:
+        if ground_truth and ("bbox" not in raw or not _has_visible_joint(raw)):
             skipped += 1
             continue
         box = get_numbers(get_field(raw, "bbox", object, source, entry), 4, source, entry, "bbox")
@@ -332,8 +343,8 @@ def load_box_file(path: str | Path, names: FrameNames | None = None) -> BoxFileD
             continue
         kept.setdefault(frame, []).append((box, score))
     if skipped:
-        logger.warning("%s: skipped %d of %d box entries (empty box, other category or unknown image)",
-                       source, skipped, len(entries))
+        logger.warning("%s: skipped %d of %d box entries (empty box, no visible joint, other category or "
+                       "unknown image)", source, skipped, len(entries))
     per_frame = {
         frame: Detections(
             np.stack([box for box, _ in items]).astype(np.float32),  # (N, 4)

@@ -227,7 +227,7 @@ class EstimatorOptions:
 
     Attributes:
         mode: ``exact`` or ``fast`` (see the module docstring).
-        batch_size: crops per backbone call and windows per alignment call.
+        batch_size: crops per backbone call; feature maps (windows × (1 + S)) per alignment call.
         score_threshold: person boxes below this score are dropped.
         nms_iou: IoU above which a lower-scored box is suppressed.
         box_padding: crop enlargement after aspect fixing (as in training).
@@ -314,12 +314,18 @@ class _Network:
         return torch.cat(chunks)  # (N, C, h, w)
 
     def poses(self, z_key: Tensor, z_sup: Tensor | None, centers: np.ndarray, scales: np.ndarray) -> np.ndarray:
-        """Image-space poses (B, K, 3) from key (B, C, h, w) and support (B, S, C, h, w) features."""
+        """Image-space poses (B, K, 3) from key (B, C, h, w) and support (B, S, C, h, w) features.
+
+        Windows go through the alignment ``batch_size // (1 + S)`` at a time, i.e. as many feature
+        maps per call as a backbone batch has crops: on CPU, larger alignment batches are slower per
+        window (their activations outgrow the caches), unlike the backbone's.
+        """
         logits = []
-        for i in range(0, len(z_key), self.batch_size):
+        step = max(1, self.batch_size // (1 + (0 if z_sup is None else z_sup.shape[1])))
+        for i in range(0, len(z_key), step):
             with self.timer("alignment"):  # GTM, LCM, fusion and the head
-                support = None if z_sup is None else z_sup[i : i + self.batch_size]
-                logits.append(self.model.forward_features(z_key[i : i + self.batch_size], support).pose)
+                support = None if z_sup is None else z_sup[i : i + step]
+                logits.append(self.model.forward_features(z_key[i : i + step], support).pose)
         with self.timer("postprocess"):
             merged = PoseLogits(**{
                 name: torch.cat([getattr(part, name) for part in logits])
