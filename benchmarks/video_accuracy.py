@@ -2,7 +2,8 @@
 
 Every val video of a SynthTrack root goes through :class:`VideoPoseEstimator` once per mode (and
 per ``--chunks`` value for fast mode) with its GT boxes as detections; the PoseTrack outputs are
-scored by the built-in evaluator. One table of grouped AP is printed, with frames/s per mode.
+scored by the built-in evaluator. One table of grouped AP is printed (speed is measured by
+``benchmarks/video_throughput.py``).
 
     .venv/bin/python benchmarks/video_accuracy.py --checkpoint demo_out/runs/famipose/best.pth \\
         --data demo_out/data
@@ -36,18 +37,16 @@ def parse_args() -> argparse.Namespace:
 
 def score_mode(
     model: FamiPose, options: EstimatorOptions, data: Path, out: Path
-) -> tuple[dict[str, float], float]:
-    """Run every val video with its GT boxes and evaluate: grouped AP and frames/s over all videos."""
-    frames, seconds = 0, 0.0
+) -> dict[str, float]:
+    """Run every val video with its GT boxes and evaluate: grouped AP over all videos."""
     for annotation in sorted((data / "annotations" / "val").glob("*.json")):
         estimator = VideoPoseEstimator(
             model, detector="none", boxes=annotation, gt_json=annotation, options=options, device="cpu"
         )
         result = estimator.run(data / "videos" / "val" / f"{annotation.stem}.mp4")
         write_posetrack_json(result, out / annotation.name)
-        frames, seconds = frames + result.num_decoded, seconds + result.wall_seconds
     evaluation = evaluate_posetrack(data / "annotations" / "val", out)
-    return {**evaluation.grouped, "Total": evaluation.total}, frames / seconds
+    return {**evaluation.grouped, "Total": evaluation.total}
 
 
 def main() -> None:
@@ -61,12 +60,12 @@ def main() -> None:
         for mode, chunk in modes:
             options = EstimatorOptions(mode=mode, chunk_length=chunk, box_padding=config.data.box_padding,
                                        tracker=TrackerConfig(min_hits=1))  # fmt: skip
-            grouped, fps = score_mode(model, options, args.data, Path(temporary) / f"{mode}_{chunk}")
-            rows.append((mode if mode == "exact" else f"fast, chunk {chunk}", grouped, fps))
-    print("| mode | " + " | ".join(GROUPS) + " | frames/s |")
-    print("|---" * (len(GROUPS) + 2) + "|")
-    for name, grouped, fps in rows:
-        print(f"| {name} | " + " | ".join(f"{grouped[g]:.1f}" for g in GROUPS) + f" | {fps:.1f} |")
+            grouped = score_mode(model, options, args.data, Path(temporary) / f"{mode}_{chunk}")
+            rows.append((mode if mode == "exact" else f"fast, chunk {chunk}", grouped))
+    print("| mode | " + " | ".join(GROUPS) + " |")
+    print("|---" * (len(GROUPS) + 1) + "|")
+    for name, grouped in rows:
+        print(f"| {name} | " + " | ".join(f"{grouped[g]:.1f}" for g in GROUPS) + " |")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from famipose.cli import app
 from famipose.config import load_config
 from famipose.data.errors import DataError
+from famipose.engine.evaluate import evaluate_model
 from famipose.evaluation import evaluate_posetrack, read_predictions
 from famipose.inference import (
     Detections,
@@ -120,14 +121,16 @@ def test_forward_features_reproduces_forward_exactly(config_name: str) -> None:
             assert torch.equal(getattr(got, name), getattr(expected, name)), name
 
 
-def test_clean_detections_thresholds_clips_and_suppresses() -> None:
+def test_clean_detections_thresholds_and_suppresses_without_clipping() -> None:
     boxes = np.array([[10, 10, 50, 100], [12, 11, 50, 100], [500, 500, 40, 40], [-30, 20, 60, 80], [0, 0, 30, 30]])
     scores = np.array([0.9, 0.8, 0.95, 0.7, 0.1], np.float32)
-    kept, outside = clean_detections(Detections(boxes.astype(np.float32), scores), (200, 150), 0.4, 0.5)
+    detections = Detections(boxes.astype(np.float32), scores)
+    kept, outside = clean_detections(detections, (200, 150), 0.4, 0.5)
     assert outside == 1  # the box at (500, 500) lies outside the 200x150 image
     np.testing.assert_allclose(kept.scores, [0.9, 0.7])  # duplicate suppressed, weak box dropped
-    np.testing.assert_allclose(kept.boxes[0], [10, 10, 50, 100])
-    np.testing.assert_allclose(kept.boxes[1], [0, 20, 30, 80])  # clipped to the image
+    np.testing.assert_allclose(kept.boxes, boxes[[0, 3]])  # the box past the left edge keeps its extent
+    kept, _ = clean_detections(detections, (200, 150), 0.4, None)  # ground truth: crossing persons overlap
+    np.testing.assert_allclose(kept.scores, [0.9, 0.8, 0.7])
 
 
 def test_box_files_map_entries_to_frames(tmp_path: Path) -> None:
@@ -213,12 +216,14 @@ def test_exact_and_fast_agree_when_boxes_do_not_move(tmp_path: Path, monkeypatch
     assert results["exact buffer"] <= 5 and results["fast buffer"] <= chunk + 4  # bounded by the window
     exact, fast = results["exact"], results["fast"]
     assert [len(f.persons) for f in exact.frames] == [2] * num_frames == [len(f.persons) for f in fast.frames]
+    same_track: set[tuple[int, int]] = set()  # (exact id, fast id): ids are numbered in different orders
     for frame_exact, frame_fast in zip(exact.frames, fast.frames, strict=True):
-        for a, b in zip(frame_exact.persons, frame_fast.persons, strict=True):
-            assert a.track_id == b.track_id
+        for a, b in zip(frame_exact.persons, frame_fast.persons, strict=True):  # both best first
+            same_track.add((a.track_id, b.track_id))
+            np.testing.assert_allclose(a.box, b.box)
             np.testing.assert_allclose(a.keypoints, b.keypoints, atol=1e-3)
             np.testing.assert_allclose(a.scores, b.scores, rtol=1e-4, atol=1e-5)
-    assert exact.track_ids == {0, 1}
+    assert exact.track_ids == {0, 1} == fast.track_ids and len(same_track) == 2  # one id per person throughout
     assert exact.frames[0].persons[0].scores.max() > 0.1  # the poses are not degenerate
 
 
@@ -260,6 +265,26 @@ def test_fast_mode_crops_each_frame_once_with_its_own_box_and_reframes_supports(
 # ---------------------------------------------------------------------------------------------
 # End to end, bad input
 # ---------------------------------------------------------------------------------------------
+
+
+def test_exact_mode_on_frames_and_gt_boxes_reproduces_famipose_test(synthtrack_root: Path, tmp_path: Path) -> None:
+    # Same frames (the JPEG folder), same GT boxes: the video pipeline and the test engine must write the
+    # same persons, poses and per-frame order (duplicates removed by OKS NMS, best first).
+    config = load_config(TINY, [f"data.root={synthtrack_root}", "train.batch_size=4", "train.device=cpu"])
+    model = _perturbed(TINY)
+    evaluate_model(config, model, boxes="gt", out_dir=tmp_path / "engine")
+    for annotation in sorted((synthtrack_root / "annotations" / "val").glob("*.json")):
+        options = EstimatorOptions(mode="exact", tracker=TrackerConfig(min_hits=1))
+        estimator = VideoPoseEstimator(model, boxes=annotation, gt_json=annotation, options=options, device="cpu")
+        result = estimator.run(synthtrack_root / "images" / "val" / annotation.stem)
+        write_posetrack_json(result, tmp_path / "video" / annotation.name)
+        engine = read_predictions(tmp_path / "engine" / "predictions" / annotation.name)
+        video = read_predictions(tmp_path / "video" / annotation.name)
+        assert len(engine) == len(video) > 0
+        for engine_frame, video_frame in zip(engine, video, strict=True):
+            assert len(engine_frame.persons) == len(video_frame.persons)
+            for a, b in zip(engine_frame.persons, video_frame.persons, strict=True):
+                np.testing.assert_allclose(a.keypoints, b.keypoints, atol=1e-3)
 
 
 def test_cli_on_a_synthtrack_clip_writes_json_the_evaluator_scores(synthtrack_root: Path, tmp_path: Path) -> None:

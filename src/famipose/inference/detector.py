@@ -86,18 +86,21 @@ def clean_detections(
     detections: Detections,
     image_size: tuple[int, int],
     score_threshold: float = 0.4,
-    nms_iou: float = 0.5,
+    nms_iou: float | None = 0.5,
     min_size: float = 4.0,
 ) -> tuple[Detections, int]:
-    """Drop weak boxes, clip the rest to the image and suppress duplicates.
+    """Drop weak boxes and boxes outside the image, and suppress duplicates.
+
+    Kept boxes are not clipped: a person partly outside the frame keeps a crop centred on the whole
+    box, as in training (ground-truth boxes may extend past the image).
 
     Args:
         detections: raw boxes of one frame.
         image_size: image ``(w, h)``.
         score_threshold: keep ``score >= score_threshold``.
-        nms_iou: boxes overlapping a higher-scoring box by more than this IoU are removed.
-        min_size: boxes narrower or lower than this after clipping (e.g. entirely outside the
-            image) are dropped.
+        nms_iou: boxes overlapping a higher-scoring box by more than this IoU are removed; ``None``
+            keeps overlapping boxes (ground-truth boxes of persons that cross).
+        min_size: boxes whose part inside the image is narrower or lower than this are dropped.
 
     Returns:
         The kept boxes, highest score first, and how many were dropped for lying (almost)
@@ -105,17 +108,20 @@ def clean_detections(
     """
     width, height = image_size
     xyxy = xywh_to_xyxy(detections.boxes)  # (N, 4)
-    clipped = np.clip(xyxy, 0.0, [width, height, width, height])
-    sizes = clipped[:, 2:] - clipped[:, :2]  # (N, 2)
-    inside = (sizes >= min_size).all(axis=1)
+    visible = np.clip(xyxy, 0.0, [width, height, width, height])
+    inside = ((visible[:, 2:] - visible[:, :2]) >= min_size).all(axis=1)
     confident = detections.scores >= score_threshold
     keep = np.flatnonzero(inside & confident)
-    order = torchvision.ops.nms(
-        torch.from_numpy(clipped[keep]), torch.from_numpy(detections.scores[keep].astype(np.float64)), nms_iou
-    ).numpy()
+    scores = torch.from_numpy(detections.scores[keep].astype(np.float64))
+    if nms_iou is None:
+        order = torch.argsort(scores, descending=True, stable=True).numpy()
+    else:
+        order = torchvision.ops.nms(torch.from_numpy(xyxy[keep].astype(np.float64)), scores, nms_iou).numpy()
     kept = keep[order]
-    boxes = np.concatenate([clipped[kept, :2], sizes[kept]], axis=1).astype(np.float32)
-    return Detections(boxes, detections.scores[kept].astype(np.float32)), int((confident & ~inside).sum())
+    return (
+        Detections(detections.boxes[kept].astype(np.float32), detections.scores[kept].astype(np.float32)),
+        int((confident & ~inside).sum()),
+    )
 
 
 class HOGPersonDetector:
@@ -217,6 +223,7 @@ class BoxFileDetector:
         per_frame: frame index → boxes.
         num_entries: entries read from the file.
         num_skipped: entries skipped (non-positive size, other category, unknown image).
+        ground_truth: the boxes are annotations (persons may overlap: no duplicate suppression).
         seen: frame indices the detector was asked about.
     """
 
@@ -224,6 +231,7 @@ class BoxFileDetector:
     per_frame: Mapping[int, Detections]
     num_entries: int
     num_skipped: int = 0
+    ground_truth: bool = False
     seen: set[int] = field(default_factory=set)
 
     def __call__(self, frame: Frame) -> Detections:
@@ -352,7 +360,7 @@ def load_box_file(path: str | Path, names: FrameNames | None = None) -> BoxFileD
         )
         for frame, items in kept.items()
     }
-    return BoxFileDetector(str(source), per_frame, len(entries), skipped)
+    return BoxFileDetector(str(source), per_frame, len(entries), skipped, ground_truth)
 
 
 def make_detector(name: str, boxes: str | Path | None = None, names: FrameNames | None = None) -> Detector:

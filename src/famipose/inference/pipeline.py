@@ -53,7 +53,7 @@ from famipose.data.dataset import normalize_crops
 from famipose.data.errors import DataError, get_field, load_json
 from famipose.data.windows import resolve_support_index
 from famipose.engine.checkpointing import load_checkpoint
-from famipose.engine.evaluate import load_model
+from famipose.engine.evaluate import OKS_NMS_THRESHOLD, load_model, oks_nms
 from famipose.evaluation.io import PosePrediction, write_predictions
 from famipose.inference.detector import (
     BoxFileDetector,
@@ -214,6 +214,25 @@ def crop_windows(
         [warp_crop(image, c, s, input_size) for image, c, s in zip(images, centers, scales, strict=True)]
     )  # (N, H, W, 3)
     return normalize_crops(crops)  # (N, 3, H, W)
+
+
+def suppress_duplicate_poses(item: _Item, input_size: tuple[int, int], padding: float) -> None:
+    """Remove a frame's duplicate persons by OKS NMS, as ``famipose test`` does (in place).
+
+    Two boxes on one person give two nearly equal poses; the one with the lower person score
+    (box score × mean joint score) goes when their OKS, on the crop areas, exceeds
+    :data:`~famipose.engine.evaluate.OKS_NMS_THRESHOLD`. The remaining persons are ordered best
+    first, also as ``famipose test`` writes them (the PoseTrack evaluator's greedy matching breaks
+    ties in file order).
+    """
+    if item.poses is None or not len(item.poses):
+        return
+    _, scales = crop_geometry(item.boxes, input_size, padding)  # (N, 2)
+    scores = item.box_scores * item.poses[:, :, 2].mean(1)  # (N,)
+    keep = oks_nms(item.poses, scores, scales.prod(1), OKS_NMS_THRESHOLD)
+    item.boxes, item.box_scores, item.poses = item.boxes[keep], item.box_scores[keep], item.poses[keep]
+    if item.keys is not None:
+        item.keys = item.keys[keep]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -742,16 +761,19 @@ class VideoPoseEstimator:
         with timer("detect"):
             raw = detector(frame)
             height, width = frame.image.shape[:2]
+            exact_boxes = isinstance(detector, BoxFileDetector) and detector.ground_truth
             kept, outside = clean_detections(
-                raw, (width, height), self.options.score_threshold, self.options.nms_iou
+                raw, (width, height), self.options.score_threshold, None if exact_boxes else self.options.nms_iou
             )
         counts["outside"] += outside
         counts["empty"] += not len(kept)
         return _Item(frame, kept.boxes, kept.scores)
 
-    @staticmethod
-    def _track(items: list[_Item], tracker: PoseTracker, timer: StageTimer, fast: bool) -> list[_Item]:
-        """Link exact-mode poses into tracks (fast mode tracked the boxes on arrival)."""
+    def _track(self, items: list[_Item], tracker: PoseTracker, timer: StageTimer, fast: bool) -> list[_Item]:
+        """Drop duplicate poses, then link exact-mode poses into tracks (fast mode tracked the boxes on arrival)."""
+        with timer("postprocess"):
+            for item in items:
+                suppress_duplicate_poses(item, self.model.config.input_size, self.options.box_padding)
         if not fast:
             with timer("track"):
                 for item in items:
