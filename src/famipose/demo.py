@@ -3,7 +3,7 @@
 1. Generate a small ``hard`` SynthTrack train/val set (blur, occluders and noise bursts on the key
    frame that the neighbouring frames do not share).
 2. Stage 1: train the tiny single-frame HRNet (the baseline).
-3. Stage 2: load it into tiny FAMI-Pose and train the alignment, fusion and head.
+3. Stage 2: load it into tiny FAMI-Pose and train it with the alignment, fusion and head.
 4. Evaluate both on val with the built-in PoseTrack evaluator.
 5. Write ``report.md`` with the per-joint table, the training curves, and an overlay video of a
    val clip with both models' skeletons side by side.
@@ -172,20 +172,23 @@ def _fmt(value: float) -> str:
     return "–" if math.isnan(value) else f"{value:.1f}"
 
 
-def write_report(out_dir: Path, settings: DemoSettings, results: dict[str, EvalResult], overlay: Path) -> Path:
+def write_report(
+    out_dir: Path, settings: DemoSettings, stage2: Config, results: dict[str, EvalResult], overlay: Path
+) -> Path:
     """Markdown report: per-joint AP of both models, plots and the overlay video."""
     rows = ["| model | " + " | ".join(GROUPS) + " |", "|---" * (len(GROUPS) + 1) + "|"]
     for name, result in results.items():
         grouped = {**result.grouped, "Total": result.total}
         rows.append(f"| {name} | " + " | ".join(_fmt(grouped[g]) for g in GROUPS) + " |")
     single, fami = (results[k].total for k in ("single-frame HRNet", "FAMI-Pose"))
+    backbone = "frozen" if stage2.model.backbone.frozen else "trainable"
     lines = [
         "# famipose demo report",
         "",
         f"SynthTrack ({settings.difficulty}): {settings.train_videos} training and {settings.val_videos} validation "
         f"videos of {settings.frames} frames at {settings.frame_size[0]}x{settings.frame_size[1]}; tiny HRNet, "
         f"input 96x128. Stage 1 trains the single-frame model for {settings.stage1_epochs} epochs; stage 2 loads it "
-        f"into FAMI-Pose (`{settings.stage2_config}`: frozen backbone, 4 supports at δ = -2, -1, +1, +2) for "
+        f"into FAMI-Pose (`{settings.stage2_config}`: {backbone} backbone, 4 supports at δ = -2, -1, +1, +2) for "
         f"{settings.stage2_epochs} epochs.",
         "",
         "PoseTrack AP (PCKh@0.5, built-in poseval-equivalent evaluator) on the validation split, ground-truth boxes:",
@@ -242,5 +245,5 @@ def run_demo(out_dir: Path, settings: DemoSettings = DemoSettings()) -> DemoResu
         ("single-frame HRNet", "FAMI-Pose"),
         out_dir / f"overlay_{video.stem}.mp4",
     )
-    report = write_report(out_dir, settings, results, overlay)
+    report = write_report(out_dir, settings, stage2, results, overlay)
     return DemoResult(report, overlay, results["single-frame HRNet"], results["FAMI-Pose"])
