@@ -23,9 +23,11 @@ sg a stop-gradient. Each estimator is a KL divergence D with Î = -D + const, a 
 I(y; Z) >= H(y) - CE(p_y, q(Z)). (*) I(Z_t; Z̃_t) enters the paper's objective twice with
 opposite signs; the released code keeps a net "maximise", and so do we.
 
-The minimised task terms read features of the (normally frozen) backbone through the head with
-its weights held constant, so they cannot train the head to be wrong; with a frozen backbone they
-are reported but carry no gradient.
+The minimised task terms read the backbone's raw features through the head with its weights held
+constant and the features detached: they can train neither the head nor the backbone to be wrong.
+In the paper's setting (frozen backbone) that is all they could act on, so they are reported and
+carry no gradient; a trainable backbone (our SynthTrack recipe) keeps exactly that objective
+instead of learning to hide the pose from its own features, which fights the pose loss.
 
 The ``official`` form reproduces the released code's arithmetic instead: probabilities passed as
 ``kl_div`` input, the prediction detached, the key-frame's own final heatmap as the label,
@@ -234,10 +236,10 @@ def mi_terms_kl(output: FamiPoseOutput, targets: PoseTargets, probe: Probe, temp
         "task_enhanced": task_divergence(probe(output.enhanced_feature), targets, temperature),
         "key_enhanced": feature_divergence(output.key_feature, output.enhanced_feature, temperature),
         "task_support": task_divergence(
-            probe(output.support_features.flatten(0, 1), detach_head=True), support_targets, temperature
+            probe(output.support_features.flatten(0, 1).detach(), detach_head=True), support_targets, temperature
         ),
         "support_aligned": feature_divergence(raw_supports, aligned_supports, temperature),
-        "task_key": task_divergence(probe(output.key_feature, detach_head=True), targets, temperature),
+        "task_key": task_divergence(probe(output.key_feature.detach(), detach_head=True), targets, temperature),
     }
 
 
