@@ -30,6 +30,7 @@ def test_two_process_ddp_matches_one_process(synthtrack_root: Path, tmp_path: Pa
     # updates stay far below the tolerance while real gradients still move weights by ~1e-3.
     overrides = [
         f"data.root={synthtrack_root}", "data.num_workers=0", "train.device=cpu", "train.init_from=null",
+        "model.backbone.frozen=true",
         "model.deltas=[-1, 1]", "loss.mi_form=none", "loss.pose_weight=0.0001", "train.batch_size=4",
         "train.epochs=1", "train.max_steps_per_epoch=3", "train.log_every=1",
     ]  # fmt: skip
