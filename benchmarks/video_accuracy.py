@@ -17,12 +17,11 @@ from pathlib import Path
 
 import torch
 
+from famipose.demo import ap_table
 from famipose.evaluation.posetrack_ap import evaluate_posetrack
 from famipose.inference import EstimatorOptions, TrackerConfig, VideoPoseEstimator
 from famipose.inference.pipeline import load_model_and_config, write_posetrack_json
 from famipose.models.famipose import FamiPose
-
-GROUPS = ("Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle", "Total")
 
 
 def parse_args() -> argparse.Namespace:
@@ -55,17 +54,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     modes = [("exact", 1)] + [("fast", chunk) for chunk in args.chunks]
     model, config = load_model_and_config(args.checkpoint)
-    rows = []
+    rows: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as temporary:
         for mode, chunk in modes:
             options = EstimatorOptions(mode=mode, chunk_length=chunk, box_padding=config.data.box_padding,
                                        tracker=TrackerConfig(min_hits=1))  # fmt: skip
             grouped = score_mode(model, options, args.data, Path(temporary) / f"{mode}_{chunk}")
-            rows.append((mode if mode == "exact" else f"fast, chunk {chunk}", grouped))
-    print("| mode | " + " | ".join(GROUPS) + " |")
-    print("|---" * (len(GROUPS) + 1) + "|")
-    for name, grouped in rows:
-        print(f"| {name} | " + " | ".join(f"{grouped[g]:.1f}" for g in GROUPS) + " |")
+            rows[mode if mode == "exact" else f"fast, chunk {chunk}"] = grouped
+    print("\n".join(ap_table("mode", rows)))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,14 +173,17 @@ def _fmt(value: float) -> str:
     return "–" if math.isnan(value) else f"{value:.1f}"
 
 
+def ap_table(label: str, rows: Mapping[str, Mapping[str, float]]) -> list[str]:
+    """Markdown table lines: one row per entry of ``rows`` (name -> AP per group of :data:`GROUPS`)."""
+    lines = [f"| {label} | " + " | ".join(GROUPS) + " |", "|---" * (len(GROUPS) + 1) + "|"]
+    return lines + [f"| {name} | " + " | ".join(_fmt(aps[g]) for g in GROUPS) + " |" for name, aps in rows.items()]
+
+
 def write_report(
     out_dir: Path, settings: DemoSettings, stage2: Config, results: dict[str, EvalResult], overlay: Path
 ) -> Path:
     """Markdown report: per-joint AP of both models, plots and the overlay video."""
-    rows = ["| model | " + " | ".join(GROUPS) + " |", "|---" * (len(GROUPS) + 1) + "|"]
-    for name, result in results.items():
-        grouped = {**result.grouped, "Total": result.total}
-        rows.append(f"| {name} | " + " | ".join(_fmt(grouped[g]) for g in GROUPS) + " |")
+    rows = ap_table("model", {name: {**result.grouped, "Total": result.total} for name, result in results.items()})
     single, fami = (results[k].total for k in ("single-frame HRNet", "FAMI-Pose"))
     backbone = "frozen" if stage2.model.backbone.frozen else "trainable"
     lines = [
