@@ -43,7 +43,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from famipose.codecs.pose import decode_pose_logits
@@ -73,6 +72,7 @@ from famipose.inference.video_io import (
     VideoWriter,
     open_frames,
 )
+from famipose.models.alignment import warp_features
 from famipose.models.checkpoint import CheckpointError
 from famipose.models.famipose import FamiPose
 from famipose.models.heads import PoseLogits
@@ -523,12 +523,8 @@ def reframe_features(
     moved = torch.from_numpy(np.flatnonzero(np.any(theta != np.eye(2, 3), axis=(1, 2)))).to(features.device)
     if not len(moved):
         return features
-    subset = features[moved]  # (M, C, h, w)
-    grid = F.affine_grid(
-        torch.from_numpy(theta).to(features)[moved], list(subset.shape), align_corners=True
-    )  # (M, h, w, 2)
-    resampled = F.grid_sample(subset, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
-    return features.index_copy(0, moved, resampled)
+    resampled = warp_features(features[moved], torch.from_numpy(theta).to(features)[moved], align_corners=True)
+    return features.index_copy(0, moved, resampled)  # (N, C, h, w)
 
 
 # ---------------------------------------------------------------------------------------------

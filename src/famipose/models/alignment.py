@@ -44,10 +44,14 @@ def affine_from_params(params: Tensor, mode: str) -> Tensor:
     raise ValueError(f"unknown GTM mode {mode!r}; valid: ['affine', 'translation']")
 
 
-def warp_features(features: Tensor, theta: Tensor) -> Tensor:
-    """Resample features (N, C, h, w) with affine matrices theta (N, 2, 3); zeros outside."""
-    grid = F.affine_grid(theta, list(features.shape), align_corners=False)  # (N, h, w, 2)
-    return F.grid_sample(features, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+def warp_features(features: Tensor, theta: Tensor, align_corners: bool = False) -> Tensor:
+    """Resample features (N, C, h, w) with affine matrices theta (N, 2, 3); zeros outside.
+
+    ``align_corners`` is ``grid_sample``'s: False for the GTM's learned warps, True where theta maps
+    first and last pixel centres onto each other (the UDP crop re-framing of video inference).
+    """
+    grid = F.affine_grid(theta, list(features.shape), align_corners=align_corners)  # (N, h, w, 2)
+    return F.grid_sample(features, grid, mode="bilinear", padding_mode="zeros", align_corners=align_corners)
 
 
 class GlobalTransformModule(nn.Module):
