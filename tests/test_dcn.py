@@ -116,6 +116,26 @@ def test_pure_path_matches_torchvision_outputs_and_gradients(case: Case) -> None
     assert_matches_torchvision(case)
 
 
+@pytest.mark.parametrize("case", [CASES["plain"], CASES["groups3-dil3-stride2"]], ids=["plain", "g3-dil3"])
+@pytest.mark.parametrize("offsets", ["zero", "integer"])
+def test_gradients_match_torchvision_at_integer_sampling_positions(case: Case, offsets: str) -> None:
+    """Bilinear sampling has a kink at integer positions (the LCM starts at zero offsets there).
+
+    torchvision picks the cell by floor, i.e. differentiates forwards; any round-off in the pure
+    path's coordinates would flip some taps to a backward difference. Float64, exact integers,
+    tolerance far below the size of such a flip (a difference of two input pixels).
+    """
+    ops = make_operands(case)
+    with torch.no_grad():
+        ops["offset"].copy_(0.0 if offsets == "zero" else ops["offset"].round().clamp(-3, 3))
+    expected = output_and_grads(apply(torchvision.ops.deform_conv2d, ops, case), ops)
+    actual = output_and_grads(apply(modulated_deform_conv2d, ops, case), ops)
+    offset_grad_index = 2  # [output, d/dx, d/doffset, ...]
+    assert expected[offset_grad_index].abs().max() > 0.1
+    for got, want in zip(actual, expected, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-12, rtol=0)
+
+
 def test_offsets_in_tests_leave_the_image() -> None:
     """Guards the comparisons: a fair share of the samples falls outside the image, but not all."""
     case = CASES["groups3-dil3-stride2"]

@@ -20,6 +20,9 @@ Offset layout (as torchvision): ``offset[:, 2 * (g * K + k) + 0]`` is the row (d
 ``offset[:, 2 * (g * K + k) + 1]`` the column (dx) displacement of tap ``k = i * kw + j`` for
 offset group ``g``; ``mask[:, g * K + k]`` is its modulation. Samples outside the image read zero,
 with bilinear weights to in-image neighbours kept, exactly as torchvision's bilinear interpolation.
+At integer sampling positions (zero offsets included), where bilinear interpolation has a kink,
+both paths differentiate the same way: the cell is chosen by ``floor``, so the offset gradient is
+the forward difference (see :func:`_sampling_grid`).
 """
 
 from __future__ import annotations
@@ -132,9 +135,14 @@ def _checked_geometry(
     return _Geometry(*geometry_pairs, groups)
 
 
+def _power_of_two_at_least(size: int) -> int:
+    """The smallest power of two >= ``size`` (>= 1)."""
+    return 1 << max(int(size) - 1, 0).bit_length()  # int(): shapes are tensors while tracing
+
+
 def _sampling_grid(
     offset: Tensor,
-    in_size: tuple[int, int],
+    grid_size: tuple[int, int],
     kernel_size: tuple[int, int],
     geometry: _Geometry,
 ) -> Tensor:
@@ -144,14 +152,18 @@ def _sampling_grid(
     image (W, H), where ``grid_sample``'s first coordinate runs along H; this avoids a reordering
     copy of the offsets. It is laid out planar, (B * G, K, 2, L) in memory, which ``grid_sample``
     reads as fast as an interleaved grid. Pixel coordinate ``p`` on an axis of length ``n`` maps
-    to ``(2p + 1) / n - 1`` (``align_corners=False``, well defined even for ``n == 1``).
+    to ``(2p + 1) / n - 1`` (``align_corners=False``). ``grid_size`` is the zero-padded image size,
+    a power of two per axis: then every step of the mapping and of ``grid_sample``'s inverse is
+    exact in binary floating point, so an integer sampling position stays an integer. Bilinear
+    interpolation has a kink there, and its gradient depends on which cell ``floor`` picks; with an
+    exact integer it picks the cell to the right, the forward difference torchvision uses.
 
     Returns:
         Grid (B * G, K, L, 2).
     """
     batch, _, out_h, out_w = offset.shape
     kh, kw = kernel_size
-    height, width = in_size
+    height, width = grid_size
     stride, padding, dilation, groups = geometry
     factory = {"dtype": offset.dtype, "device": offset.device}
     # Regular-grid pixel row of tap row i at output row ho is ho*sh - ph + i*dh (columns alike).
@@ -183,8 +195,11 @@ def _deform_conv2d_torch(
     taps = kh * kw
     groups = geometry.offset_groups
     weight_groups = channels // group_channels
-    grid = _sampling_grid(offset, (height, width), (kh, kw), geometry)
-    transposed = x.reshape(batch * groups, channels // groups, height, width).transpose(2, 3)  # (B*G, C/G, W, H)
+    grid_size = (_power_of_two_at_least(height), _power_of_two_at_least(width))
+    grid = _sampling_grid(offset, grid_size, (kh, kw), geometry)
+    images = x.reshape(batch * groups, channels // groups, height, width)  # (B*G, C/G, H, W)
+    images = F.pad(images, (0, grid_size[1] - width, 0, grid_size[0] - height))  # zeros read as outside
+    transposed = images.transpose(2, 3)  # (B*G, C/G, W', H')
     sampled = F.grid_sample(transposed, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     # sampled: (B*G, C/G, K, L), channel-major then tap: the weight's (C, kh, kw) order.
     if mask is not None:
