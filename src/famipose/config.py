@@ -36,13 +36,18 @@ class BackboneConfig:
 
     Attributes:
         name: HRNet preset: ``w32``, ``w48`` or ``tiny``.
-        frozen: Keep backbone weights (and BatchNorm statistics) fixed during training.
+        frozen: Keep backbone weights fixed during training (no gradients).
+        frozen_bn: BatchNorm of a frozen backbone in training: ``eval`` keeps its running
+            statistics fixed and normalises with them; ``train`` normalises with batch statistics
+            and updates the running ones, as the released code (whose freeze only turns gradients
+            off before ``model.train()``). Read only when ``frozen``.
         pretrained: Optional path to single-frame weights (official HRNet or a famipose stage-1
             checkpoint) loaded into the backbone.
     """
 
     name: str = "w48"
     frozen: bool = False
+    frozen_bn: str = "eval"
     pretrained: str | None = None
 
 
@@ -57,6 +62,14 @@ class GTMConfig:
         hidden_channels: Channels of the regressor's convolutions.
         num_downsamples: Stride-2 convolutions before pooling to 3x3.
         hidden_features: Width of the regressor's fully connected layers.
+        linear_activation: Between the three linear layers: ``relu`` (ours) or ``none`` (the
+            released code, whose stack is then one affine map).
+        translation_units: Unit of the regressed translation: ``normalized`` (grid_sample
+            coordinates, one unit = half the feature width/height) or ``pixels`` (feature pixels,
+            kornia ``warp_affine`` as the released code). ``pixels`` needs ``mode: translation``.
+        init: ``identity`` (last layer zero: the warp starts as the identity) or ``release``
+            (the released code: convolutions N(0, 0.001), all biases 0, linear weights PyTorch's
+            default, so the initial warp is a small random one).
     """
 
     mode: str = "affine"
@@ -64,6 +77,13 @@ class GTMConfig:
     hidden_channels: int = 16
     num_downsamples: int = 5
     hidden_features: int = 64
+    linear_activation: str = "relu"
+    translation_units: str = "normalized"
+    init: str = "identity"
+
+    def __post_init__(self) -> None:
+        if self.translation_units == "pixels" and self.mode != "translation":
+            raise ValueError(f"translation_units='pixels' needs mode='translation', got mode={self.mode!r}")
 
 
 @dataclass(frozen=True)
@@ -264,8 +284,12 @@ class Config:
 CHOICES: dict[str, tuple[str, ...]] = {
     "model.variant": ("single_frame", "famipose", "famipose_official"),
     "model.backbone.name": ("w32", "w48", "tiny"),
+    "model.backbone.frozen_bn": ("eval", "train"),
     "model.gtm.mode": ("affine", "translation"),
     "model.gtm.input": ("concat", "difference"),
+    "model.gtm.linear_activation": ("relu", "none"),
+    "model.gtm.translation_units": ("normalized", "pixels"),
+    "model.gtm.init": ("identity", "release"),
     "model.lcm.mask": ("sigmoid", "raw"),
     "model.lcm.dcn_impl": ("auto", "torch", "torchvision"),
     "model.head.kind": ("heatmap", "simcc"),

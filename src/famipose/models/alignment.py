@@ -2,7 +2,10 @@
 
 FAMI-Pose aligns each support feature Z_{t+δ} to the key feature Z_t coarse-to-fine:
 
-* GTM regresses a global warp from (Z_t, Z_{t+δ}) and resamples Z_{t+δ} -> Z̄_{t+δ}.
+* GTM regresses a global warp from (Z_t, Z_{t+δ}) and resamples Z_{t+δ} -> Z̄_{t+δ}. The warp is
+  applied with ``affine_grid``/``grid_sample`` (align_corners=False) in normalised coordinates; a
+  translation regressed in feature pixels (the released code's kornia ``warp_affine``) is turned
+  into them by :func:`pixels_to_normalized`.
 * LCM predicts kernel offsets O and modulation M from (Z_t, Z̄_{t+δ}) and applies a modulated
   deformable convolution to Z̄_{t+δ} -> Z̃_{t+δ}. Z_t only drives O and M: its content never
   reaches Z̃_{t+δ} directly.
@@ -44,6 +47,26 @@ def affine_from_params(params: Tensor, mode: str) -> Tensor:
     raise ValueError(f"unknown GTM mode {mode!r}; valid: ['affine', 'translation']")
 
 
+def pixels_to_normalized(translation: Tensor, size: tuple[int, int]) -> Tensor:
+    """Turn translations in feature pixels (kornia's ``warp_affine``) into normalised units.
+
+    kornia's ``warp_affine(src, [I | t], align_corners=True)`` (the released GTM) computes
+    dst(x) = src(x - t) in pixel coordinates: the content moves by +t pixels. :func:`warp_features`
+    samples at align_corners=False, where pixel x has the normalised coordinate u = (2x + 1) / w - 1,
+    so theta = [I | τ] reads u + τ, i.e. pixel x + τ·w/2. The two agree when τ_x = -2·t_x / w and
+    τ_y = -2·t_y / h (t_px = -τ·w/2); bilinear weights and zero padding then coincide as well.
+
+    Args:
+        translation: (N, 2) as (t_x, t_y) in feature pixels.
+        size: Feature size (w, h).
+
+    Returns:
+        (N, 2) translations for ``affine_from_params(..., "translation")``.
+    """
+    width, height = size
+    return translation * translation.new_tensor([-2.0 / width, -2.0 / height])
+
+
 def warp_features(features: Tensor, theta: Tensor, align_corners: bool = False) -> Tensor:
     """Resample features (N, C, h, w) with affine matrices theta (N, 2, 3); zeros outside.
 
@@ -54,12 +77,26 @@ def warp_features(features: Tensor, theta: Tensor, align_corners: bool = False) 
     return F.grid_sample(features, grid, mode="bilinear", padding_mode="zeros", align_corners=align_corners)
 
 
+def _activation(name: str) -> nn.Module:
+    """The module between the GTM's linear layers: ``relu`` or ``none`` (identity)."""
+    if name == "relu":
+        return nn.ReLU(inplace=True)
+    if name == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown GTM linear activation {name!r}; valid: ['relu', 'none']")
+
+
 class GlobalTransformModule(nn.Module):
     """GTM: regress a global warp of the support feature and apply it.
 
+    The regressor is a residual block, ``num_downsamples`` stride-2 conv-BN-ReLU layers, adaptive
+    pooling to 3x3 and three linear layers (the last one is ``to_params``). The module indices
+    do not depend on ``linear_activation`` (``none`` is an ``nn.Identity``), so state dicts of both
+    settings share one key layout.
+
     Args:
         channels: Feature channels C.
-        config: Warp mode, regressor input and sizes.
+        config: Warp mode, regressor input, sizes, activation, translation units and init.
     """
 
     def __init__(self, channels: int, config: GTMConfig) -> None:
@@ -75,14 +112,35 @@ class GlobalTransformModule(nn.Module):
             nn.AdaptiveAvgPool2d(3),  # any feature size -> (N, hidden, 3, 3)
             nn.Flatten(),
             nn.Linear(hidden * 9, features),
-            nn.ReLU(inplace=True),
+            _activation(config.linear_activation),
             nn.Linear(features, features),
-            nn.ReLU(inplace=True),
+            _activation(config.linear_activation),
         )
         self.to_params = nn.Linear(features, num_params)
-        # Zero deviation: the module starts as the identity warp.
-        nn.init.zeros_(self.to_params.weight)
-        nn.init.zeros_(self.to_params.bias)
+        self.pixel_units = config.translation_units == "pixels"
+        if config.init == "identity":
+            # Zero deviation: the module starts as the identity warp.
+            nn.init.zeros_(self.to_params.weight)
+            nn.init.zeros_(self.to_params.bias)
+        elif config.init == "release":
+            self._init_like_release()
+        else:
+            raise ValueError(f"unknown GTM init {config.init!r}; valid: ['identity', 'release']")
+
+    def _init_like_release(self) -> None:
+        """The released ``init_weights``: convolutions N(0, 0.001), BN (1, 0), every bias 0.
+
+        Linear weights keep PyTorch's default: the release's catch-all branch looks for a
+        parameter named ``weights``, which ``nn.Linear`` does not have.
+        """
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.normal_(m.weight, std=0.001)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+            bias = getattr(m, "bias", None)
+            if isinstance(bias, nn.Parameter):
+                nn.init.zeros_(bias)
 
     def forward(self, key: Tensor, support: Tensor) -> tuple[Tensor, Tensor]:
         """Warp ``support`` towards ``key``.
@@ -95,7 +153,10 @@ class GlobalTransformModule(nn.Module):
             Z̄_{t+δ} (N, C, h, w) and theta (N, 2, 3).
         """
         pair = torch.cat([key, support], 1) if self.input == "concat" else support - key
-        theta = affine_from_params(self.to_params(self.encoder(pair)), self.mode)  # (N, 2, 3)
+        params = self.to_params(self.encoder(pair))  # (N, P)
+        if self.pixel_units:
+            params = pixels_to_normalized(params, (support.shape[-1], support.shape[-2]))  # (N, 2)
+        theta = affine_from_params(params, self.mode)  # (N, 2, 3)
         return warp_features(support, theta), theta
 
 

@@ -10,11 +10,14 @@ decides how supports are aligned and aggregated:
   residual, Z̃_t = Z_t + R([Z_t, merged]), read by a 1x1 heatmap head that can start as HRNet's
   ``final_layer``: loaded with stage-1 weights, the network starts as the single-frame model.
 * ``famipose_official`` (the released Alignment_V15 code): per support, a translation-only GTM
-  regressed from Z_{t+δ} - Z_t; supports merged before four cascaded deformable convolutions
-  with a raw mask; fused with Z_t.
+  regressed in feature pixels from Z_{t+δ} - Z_t by three linear layers without activations;
+  supports merged before four cascaded deformable convolutions with a raw mask; fused with Z_t;
+  initialised as the release. With weights from :func:`famipose.models.checkpoint.convert_release`
+  it computes the released model's heatmaps.
 
 The output object is the same in training and evaluation and carries the intermediate features
-the mutual-information loss needs. Losses and decoding live outside the model.
+the mutual-information loss needs, and HRNet's own key-frame heatmaps (the released model's
+second output). Losses and decoding live outside the model.
 
 Shape symbols: B batch, S supports, C backbone width, K joints, H/W input size, h/w = H/4, W/4.
 """
@@ -41,6 +44,9 @@ class FamiPoseOutput:
         pose: Head logits from the enhanced feature Z̃_t.
         key_feature: Z_t (B, C, h, w).
         enhanced_feature: Z̃_t (B, C, h, w) (= Z_t for the single-frame model).
+        backbone_heatmaps: HRNet's ``final_layer`` on Z_t (B, K, h, w), in every variant and mode:
+            the released model's ``kf_bb_hm`` (its MI term mi5 reads it, its trainer logs its
+            accuracy). For the single-frame heatmap model it is ``pose.heatmaps``.
         support_features: Z_{t+δ} (B, S, C, h, w), or ``None`` without supports.
         coarse_supports: Z̄_{t+δ} after the GTM (B, S, C, h, w), or ``None``.
         aligned_supports: Z̃_{t+δ} (B, S, C, h, w) for the paper variant; (B, 1, C, h, w) for the
@@ -53,6 +59,7 @@ class FamiPoseOutput:
     pose: PoseLogits
     key_feature: Tensor
     enhanced_feature: Tensor
+    backbone_heatmaps: Tensor
     support_features: Tensor | None = None
     coarse_supports: Tensor | None = None
     aligned_supports: Tensor | None = None
@@ -95,6 +102,7 @@ class FamiPose(nn.Module):
             self.calibration = CascadedCalibration(channels, config.lcm)
             self._init_like_release()
         self.backbone_frozen = config.backbone.frozen
+        self.frozen_bn_eval = config.backbone.frozen_bn == "eval"
         if self.backbone_frozen:
             self.backbone.requires_grad_(False)
 
@@ -126,7 +134,13 @@ class FamiPose(nn.Module):
         return True
 
     def _init_like_release(self) -> None:
-        """The released code's initialisation of its new layers: conv N(0, 0.001), biases 0."""
+        """The released ``init_weights`` on the calibration, merge and fusion layers.
+
+        ``nn.Conv2d`` weights N(0, 0.001) and biases 0; the deformable convolutions are no
+        ``nn.Conv2d``, so their weights keep torchvision's default (kaiming-uniform,
+        :meth:`ModulatedDeformConv2d.reset_parameters`) while the release's catch-all branch zeroes
+        their biases. The GTM (``gtm.init``) and the 3x3 head initialise themselves the same way.
+        """
         for module in (self.calibration, self.merge_supports, self.fuse):
             for m in module.modules():
                 if isinstance(m, nn.Conv2d):
@@ -134,14 +148,14 @@ class FamiPose(nn.Module):
                     if m.bias is not None:
                         nn.init.zeros_(m.bias)
         for deform in self.calibration.deforms:
-            nn.init.normal_(deform.weight, std=0.001)
             if deform.bias is not None:
                 nn.init.zeros_(deform.bias)
 
     def train(self, mode: bool = True) -> FamiPose:
-        """Set training mode; a frozen backbone keeps its BatchNorm statistics (eval mode)."""
+        """Set training mode; a frozen backbone's BatchNorm stays in eval mode unless
+        ``backbone.frozen_bn`` is ``train`` (the released behaviour: batch statistics)."""
         super().train(mode)
-        if self.backbone_frozen:
+        if self.backbone_frozen and self.frozen_bn_eval:
             self.backbone.eval()
         return self
 
@@ -210,7 +224,9 @@ class FamiPose(nn.Module):
             The same :class:`FamiPoseOutput` as :meth:`forward` on the crops these features came from.
         """
         if self.config.variant == "single_frame":
-            return FamiPoseOutput(pose=self.predict(z_key), key_feature=z_key, enhanced_feature=z_key)
+            own = self.backbone.head(z_key)  # (B, K, h, w)
+            pose = _as_logits(own) if self.head is None else self.predict(z_key)
+            return FamiPoseOutput(pose=pose, key_feature=z_key, enhanced_feature=z_key, backbone_heatmaps=own)
         if z_sup is None or z_sup.dim() != 5 or z_sup.shape[0] != z_key.shape[0]:
             raise ValueError(f"support features must be (B, S, C, h, w) with B={z_key.shape[0]}")
         batch, num_supports = z_sup.shape[:2]
@@ -236,6 +252,7 @@ class FamiPose(nn.Module):
             pose=self.predict(enhanced),
             key_feature=z_key,
             enhanced_feature=enhanced,
+            backbone_heatmaps=self.backbone.head(z_key),  # (B, K, h, w)
             support_features=z_sup,
             coarse_supports=per_support(coarse),
             aligned_supports=aligned_out,
