@@ -133,6 +133,30 @@ def export(
 
 
 @app.command()
+def convert(
+    source: Annotated[Path, typer.Argument(help="Checkpoint to convert.")],
+    out: Annotated[Path, typer.Argument(help="State dict to write (loads with --checkpoint).")],
+    source_format: Annotated[
+        Literal["fami-release"], typer.Option("--from", help="Layout of SOURCE: the released Alignment_V15.")
+    ],
+    config: Annotated[
+        Path | None, typer.Option("--config", help="famipose_official YAML of the target (default: the release's).")
+    ] = None,
+) -> None:
+    """Convert a released FAMI-Pose checkpoint into weights of the famipose_official variant."""
+    from famipose.config import ConfigError, load_config
+    from famipose.models.checkpoint import RELEASED_MODEL, CheckpointError, convert_release_file
+
+    try:
+        target = RELEASED_MODEL if config is None else load_config(config).model
+        written = convert_release_file(source, out, target)
+    except (ConfigError, CheckpointError, ValueError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
+    typer.echo(f"wrote {written} ({source_format} -> {target.variant})")
+
+
+@app.command()
 def train(
     config: Annotated[Path, typer.Argument(help="Experiment YAML file.", exists=True, dir_okay=False)],
     overrides: Annotated[

@@ -3,6 +3,38 @@
 Checkpoints are read with ``torch.load(..., weights_only=True)`` onto the CPU. Every failure
 (unreadable file, not a state dict, key or shape mismatch) raises ``CheckpointError`` with a
 message that names the file or the offending keys, never a raw torch error.
+
+:func:`convert_release` maps a state dict of the released FAMI-Pose model (``Alignment_V15`` in
+Pose-Group/FAMI-Pose, ``posetimation/zoo/Alignment/Alignment_V15.py``) onto the
+``famipose_official`` variant. The released layout, module by module:
+
+==========================================  ==========================================
+released                                    ``famipose_official``
+==========================================  ==========================================
+``hrnet.*`` (HRNetPlus = official HRNet)    ``backbone.*``
+``feat_global_offset_layers.0.layers.*``    ``gtm.encoder.0.*`` (residual block)
+``feat_global_offset_layers.{i}.conv.*``    ``gtm.encoder.{i}.0.*``, i = 1..n (n stride-2 convs);
+``feat_global_offset_layers.{i}.bn.*``      ``gtm.encoder.{i}.1.*``; the conv bias is folded
+``feat_global_offset_layers.{n+2,n+3,n+4}``  ``gtm.encoder.{n+3}``, ``gtm.encoder.{n+5}``,
+                                            ``gtm.to_params`` (the three linear layers)
+``combined_feat_layers.layers.*``           ``calibration.combine.*``
+``dcn_offset_{k}.conv.*``, ``dcn_mask_{k}``  ``calibration.params.{k-1}.offset|mask.*``
+``dcn_{k}.*`` (torchvision DeformConv2d)    ``calibration.deforms.{k-1}.*``
+``sup_agg_block.layers.*``                  ``merge_supports.*``
+``init_feature_agg_block.layers.*``         ``fuse.*``
+``agg_final_layer.*``                       ``head.conv.*``
+==========================================  ==========================================
+
+Two tensors change on the way:
+
+* **GTM conv biases.** Each released stride-2 convolution has a bias b and is followed by a
+  BatchNorm; ours have none. BN(conv(x) + b) with running mean μ equals BN(conv(x)) with running
+  mean μ - b exactly in eval mode; in train mode the batch mean absorbs b (same output, zero
+  gradient for b) and the running-mean update keeps the relation μ' = μ - b. So b is no degree of
+  freedom of the released model, and the converter folds it: ``running_mean - bias``.
+* **Translation units.** The release regresses the GTM translation in feature pixels. A target
+  with ``gtm.translation_units: pixels`` (the mirror) takes the last linear layer as it is; one
+  with ``normalized`` gets its rows scaled by (-2/w, -2/h) (:func:`pixels_to_normalized`).
 """
 
 from __future__ import annotations
@@ -14,6 +46,8 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+
+from famipose.config import BackboneConfig, GTMConfig, LCMConfig, ModelConfig
 
 StateSource = str | os.PathLike[str] | Mapping[str, object]
 
@@ -172,3 +206,151 @@ def load_weights(module: nn.Module, source: StateSource, strict: bool = True, pr
     bad = set(report.unexpected) | {k for k, _, _ in report.mismatched}
     module.load_state_dict({k: v for k, v in state.items() if k not in bad}, strict=False)
     return report
+
+
+# ---------------------------------------------------------------------------------------------
+# The released FAMI-Pose model (Alignment_V15)
+# ---------------------------------------------------------------------------------------------
+
+RELEASE_FORMAT = "fami-release"
+
+RELEASED_MODEL = ModelConfig(
+    variant="famipose_official",
+    num_joints=17,
+    input_size=(288, 384),
+    deltas=(-2, -1, 1, 2),  # the released data set's support order: t-2, t-1, t+1, t+2
+    backbone=BackboneConfig(name="w48", frozen=True, frozen_bn="train"),
+    gtm=GTMConfig(
+        mode="translation",
+        input="difference",
+        hidden_channels=16,
+        num_downsamples=5,
+        hidden_features=64,
+        linear_activation="none",
+        translation_units="pixels",
+        init="release",
+    ),
+    lcm=LCMConfig(kernel_size=3, dilation=3, offset_groups=12, mask="raw"),
+    support_blocks=2,
+    fusion_blocks=3,
+)
+"""The model of the released ``Alignment_V15`` code (PoseTrack17 config), as a famipose config."""
+
+# Settings that change what the network computes without changing a weight shape.
+_RELEASE_COMPUTATION = ("variant", "gtm.mode", "gtm.input", "gtm.linear_activation", "lcm.mask", "lcm.dilation")
+
+
+def _setting(config: ModelConfig, dotted: str) -> object:
+    value: object = config
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _release_prefixes(num_downsamples: int) -> dict[str, str]:
+    """Released module prefix -> ours; every parameter and buffer below keeps its own name."""
+    n = num_downsamples
+    prefixes = {
+        "hrnet.": "backbone.",
+        "feat_global_offset_layers.0.layers.": "gtm.encoder.0.",
+        # Released: 1..n convs, n+1 Flatten, n+2..n+4 Linear. Ours: n+1 pool, n+2 Flatten,
+        # n+3 Linear, n+4 activation, n+5 Linear, n+6 activation, then to_params.
+        f"feat_global_offset_layers.{n + 2}.": f"gtm.encoder.{n + 3}.",
+        f"feat_global_offset_layers.{n + 3}.": f"gtm.encoder.{n + 5}.",
+        f"feat_global_offset_layers.{n + 4}.": "gtm.to_params.",
+        "combined_feat_layers.layers.": "calibration.combine.",
+        "sup_agg_block.layers.": "merge_supports.",
+        "init_feature_agg_block.layers.": "fuse.",
+        "agg_final_layer.": "head.conv.",
+    }
+    for i in range(1, n + 1):
+        prefixes[f"feat_global_offset_layers.{i}.conv."] = f"gtm.encoder.{i}.0."
+        prefixes[f"feat_global_offset_layers.{i}.bn."] = f"gtm.encoder.{i}.1."
+    for k in range(4):
+        prefixes[f"dcn_offset_{k + 1}.conv."] = f"calibration.params.{k}.offset."
+        prefixes[f"dcn_mask_{k + 1}.conv."] = f"calibration.params.{k}.mask."
+        prefixes[f"dcn_{k + 1}."] = f"calibration.deforms.{k}."
+    return prefixes
+
+
+def _rename(key: str, prefixes: Mapping[str, str]) -> str | None:
+    """Our name of a released key, or ``None`` when no released module holds it."""
+    for released, ours in prefixes.items():
+        if key.startswith(released):
+            return ours + key[len(released) :]
+    return None
+
+
+def convert_release(source: StateSource, config: ModelConfig = RELEASED_MODEL) -> dict[str, Tensor]:
+    """Map a released ``Alignment_V15`` state dict onto a ``famipose_official`` model.
+
+    Folds the GTM conv biases into the following BatchNorm's running mean and converts the GTM
+    translation into the target's units (see the module docstring).
+
+    Args:
+        source: Released checkpoint file or state dict (``module.`` and ``state_dict`` wrappers
+            are accepted).
+        config: The target model; it must compute what the release computes (variant, GTM mode,
+            input and linear activation, raw mask, dilation), sizes are checked by shape.
+
+    Returns:
+        A state dict that loads into ``FamiPose(config)`` with ``strict=True``.
+
+    Raises:
+        ValueError: If ``config`` does not describe the released computation.
+        CheckpointError: If the source cannot be read, holds keys of no released module, or the
+            result does not fit ``FamiPose(config)``; the message names the file and the keys.
+    """
+    from famipose.models.alignment import pixels_to_normalized  # models import this module
+    from famipose.models.famipose import FamiPose
+
+    differing = [
+        f"{name}={_setting(config, name)!r} (release: {_setting(RELEASED_MODEL, name)!r})"
+        for name in _RELEASE_COMPUTATION
+        if _setting(config, name) != _setting(RELEASED_MODEL, name)
+    ]
+    if differing:
+        raise ValueError(f"the released model cannot be converted into this config: {', '.join(differing)}")
+    name = _source_name(source)
+    released = read_state_dict(source)
+    n = config.gtm.num_downsamples
+    folded = {f"feat_global_offset_layers.{i}.conv.bias": f"gtm.encoder.{i}.1.running_mean" for i in range(1, n + 1)}
+    prefixes = _release_prefixes(n)
+    renamed = {key: _rename(key, prefixes) for key in released if key not in folded}
+    unmapped = [key for key, ours in renamed.items() if ours is None]
+    absent = [key for key in folded if key not in released]
+    if unmapped or absent:
+        listing = "; ".join(x for x in (_listing("unmapped keys", unmapped), _listing("missing keys", absent)) if x)
+        raise CheckpointError(f"checkpoint {name} is not a released Alignment_V15 state dict: {listing}")
+    state = {ours: released[key].detach().clone() for key, ours in renamed.items() if ours is not None}
+    for bias, mean in folded.items():
+        if mean in state:  # otherwise reported missing below
+            state[mean] = state[mean] - released[bias]
+    if config.gtm.translation_units == "normalized" and "gtm.to_params.weight" in state:
+        weight = state["gtm.to_params.weight"]  # (2, F): rows t_x, t_y in pixels
+        scale = pixels_to_normalized(weight.new_ones(1, 2), config.heatmap_size)[0]  # (2,)
+        state["gtm.to_params.weight"] = weight * scale[:, None]
+        state["gtm.to_params.bias"] = state["gtm.to_params.bias"] * scale
+    with torch.device("meta"):  # shapes only: no memory, no initialisation cost
+        report = compare_state_dict(FamiPose(config), state)
+    if not report.ok:
+        raise CheckpointError(f"checkpoint {name} does not convert into {config.variant}: {report.describe()}")
+    return state
+
+
+def convert_release_file(
+    source: str | os.PathLike[str], out: str | os.PathLike[str], config: ModelConfig = RELEASED_MODEL
+) -> Path:
+    """Convert a released checkpoint file (:func:`convert_release`) and save the state dict.
+
+    The written file loads with ``famipose test/video/export --checkpoint`` and a
+    ``famipose_official`` config.
+
+    Returns:
+        The written path.
+    """
+    state = convert_release(source, config)
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
+    return path
