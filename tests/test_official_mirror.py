@@ -431,7 +431,9 @@ def test_converter_refuses_foreign_and_incomplete_state_dicts(tmp_path):
 def test_cli_convert_writes_loadable_weights_and_names_bad_keys(tmp_path):
     released = _released(TINY).state_dict()
     source, out, config = tmp_path / "Alignment_V15.pth", tmp_path / "official.pth", tmp_path / "tiny.yaml"
-    torch.save({"module." + k: v for k, v in released.items()}, source)
+    # The released trainer's save_checkpoint layout (DataParallel prefixes as the module kept them).
+    state_dict = {"module." + k: v for k, v in released.items()}
+    torch.save({"begin_epoch": 20, "state_dict": state_dict, "optimizer": [{"state": {}, "param_groups": []}]}, source)
     config.write_text(yaml.safe_dump(to_dict(Config(model=TINY))))
     runner = CliRunner()
     result = runner.invoke(app, ["convert", "--from", "fami-release", str(source), str(out), "--config", str(config)])

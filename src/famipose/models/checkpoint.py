@@ -6,24 +6,19 @@ message that names the file or the offending keys, never a raw torch error.
 
 :func:`convert_release` maps a state dict of the released FAMI-Pose model (``Alignment_V15`` in
 Pose-Group/FAMI-Pose, ``posetimation/zoo/Alignment/Alignment_V15.py``) onto the
-``famipose_official`` variant. The released layout, module by module:
+``famipose_official`` variant. Released module -> ours (n = ``gtm.num_downsamples``, 5 as
+released; parameter and buffer names below each module are kept):
 
-==========================================  ==========================================
-released                                    ``famipose_official``
-==========================================  ==========================================
-``hrnet.*`` (HRNetPlus = official HRNet)    ``backbone.*``
-``feat_global_offset_layers.0.layers.*``    ``gtm.encoder.0.*`` (residual block)
-``feat_global_offset_layers.{i}.conv.*``    ``gtm.encoder.{i}.0.*``, i = 1..n (n stride-2 convs);
-``feat_global_offset_layers.{i}.bn.*``      ``gtm.encoder.{i}.1.*``; the conv bias is folded
-``feat_global_offset_layers.{n+2,n+3,n+4}``  ``gtm.encoder.{n+3}``, ``gtm.encoder.{n+5}``,
-                                            ``gtm.to_params`` (the three linear layers)
-``combined_feat_layers.layers.*``           ``calibration.combine.*``
-``dcn_offset_{k}.conv.*``, ``dcn_mask_{k}``  ``calibration.params.{k-1}.offset|mask.*``
-``dcn_{k}.*`` (torchvision DeformConv2d)    ``calibration.deforms.{k-1}.*``
-``sup_agg_block.layers.*``                  ``merge_supports.*``
-``init_feature_agg_block.layers.*``         ``fuse.*``
-``agg_final_layer.*``                       ``head.conv.*``
-==========================================  ==========================================
+* ``hrnet`` (HRNetPlus, the official HRNet layout) -> ``backbone``
+* ``feat_global_offset_layers.0.layers`` (residual block) -> ``gtm.encoder.0``
+* ``feat_global_offset_layers.{i}.conv`` / ``.bn``, i = 1..n -> ``gtm.encoder.{i}.0`` / ``.1``
+* ``feat_global_offset_layers.{n+2}``, ``{n+3}``, ``{n+4}`` (the three linear layers; n+1 is the
+  Flatten) -> ``gtm.encoder.{n+3}``, ``gtm.encoder.{n+5}``, ``gtm.to_params``
+* ``combined_feat_layers.layers`` -> ``calibration.combine``
+* ``dcn_offset_{k}.conv``, ``dcn_mask_{k}.conv``, ``dcn_{k}`` (torchvision ``DeformConv2d``),
+  k = 1..4 -> ``calibration.params.{k-1}.offset``, ``.mask``, ``calibration.deforms.{k-1}``
+* ``sup_agg_block.layers`` -> ``merge_supports``; ``init_feature_agg_block.layers`` -> ``fuse``
+* ``agg_final_layer`` -> ``head.conv``
 
 Two tensors change on the way:
 
@@ -48,6 +43,8 @@ import torch
 from torch import Tensor, nn
 
 from famipose.config import BackboneConfig, GTMConfig, LCMConfig, ModelConfig
+from famipose.models.alignment import pixels_to_normalized
+from famipose.models.famipose import FamiPose
 
 StateSource = str | os.PathLike[str] | Mapping[str, object]
 
@@ -212,8 +209,6 @@ def load_weights(module: nn.Module, source: StateSource, strict: bool = True, pr
 # The released FAMI-Pose model (Alignment_V15)
 # ---------------------------------------------------------------------------------------------
 
-RELEASE_FORMAT = "fami-release"
-
 RELEASED_MODEL = ModelConfig(
     variant="famipose_official",
     num_joints=17,
@@ -241,6 +236,7 @@ _RELEASE_COMPUTATION = ("variant", "gtm.mode", "gtm.input", "gtm.linear_activati
 
 
 def _setting(config: ModelConfig, dotted: str) -> object:
+    """The value of a dotted field (``gtm.mode``) of a model config."""
     value: object = config
     for part in dotted.split("."):
         value = getattr(value, part)
@@ -301,9 +297,6 @@ def convert_release(source: StateSource, config: ModelConfig = RELEASED_MODEL) -
         CheckpointError: If the source cannot be read, holds keys of no released module, or the
             result does not fit ``FamiPose(config)``; the message names the file and the keys.
     """
-    from famipose.models.alignment import pixels_to_normalized  # models import this module
-    from famipose.models.famipose import FamiPose
-
     differing = [
         f"{name}={_setting(config, name)!r} (release: {_setting(RELEASED_MODEL, name)!r})"
         for name in _RELEASE_COMPUTATION
@@ -326,7 +319,7 @@ def convert_release(source: StateSource, config: ModelConfig = RELEASED_MODEL) -
     for bias, mean in folded.items():
         if mean in state:  # otherwise reported missing below
             state[mean] = state[mean] - released[bias]
-    if config.gtm.translation_units == "normalized" and "gtm.to_params.weight" in state:
+    if config.gtm.translation_units == "normalized" and {"gtm.to_params.weight", "gtm.to_params.bias"} <= state.keys():
         weight = state["gtm.to_params.weight"]  # (2, F): rows t_x, t_y in pixels
         scale = pixels_to_normalized(weight.new_ones(1, 2), config.heatmap_size)[0]  # (2,)
         state["gtm.to_params.weight"] = weight * scale[:, None]
