@@ -242,6 +242,7 @@ def _compare(config: ModelConfig, batch: int) -> dict[str, float]:
     with torch.no_grad():
         out = _mirror(config, released)(key, supports)
     assert 0.1 < ref["final_hm"].abs().max() < 100  # unit-scale heatmaps: neither vanishing nor exploding
+    assert ref["translations"].abs().max() > 0.5  # the warp moves by pixels: its units and sign matter
     expected_theta = pixels_to_normalized(ref["translations"].flatten(0, 1), config.heatmap_size)
     return {
         "heatmaps": (out.pose.heatmaps - ref["final_hm"]).abs().max().item(),
