@@ -37,14 +37,14 @@ def model_state(path: Path) -> dict[str, torch.Tensor]:
 
 def test_short_run_reduces_the_training_loss(synthtrack_root: Path, tmp_path: Path) -> None:
     config = synth_config(
-        synthtrack_root, "model.head.kind=simcc", "train.batch_size=4", "train.lr=0.003", "train.epochs=1",
-        "train.max_steps_per_epoch=9",
+        synthtrack_root, "model.head.kind=simcc", "train.batch_size=4", "train.lr=0.003", "train.epochs=3",
+        "train.max_steps_per_epoch=9", "train.eval_every=0",
     )  # fmt: skip
     result = train(config, tmp_path)
     losses = [r["loss"] for r in read_metrics(tmp_path / "metrics.jsonl") if r["kind"] == "train"]
-    assert len(losses) == 9
-    assert sum(losses[-3:]) < 0.85 * sum(losses[:3])
-    assert result.progress.global_step == 9 and result.last_loss == losses[-1]
+    assert len(losses) == 27
+    assert sum(losses[-9:]) < 0.85 * sum(losses[:9])  # epoch means: single batches are too noisy
+    assert result.progress.global_step == 27 and result.last_loss == losses[-1]
 
 
 def wait_for(path: Path, process: subprocess.Popen[bytes], timeout: float) -> None:
@@ -138,3 +138,28 @@ def test_cli_reports_a_corrupt_resume_checkpoint(synthtrack_root: Path, tmp_path
     assert result.exit_code == 1
     assert "last.pth" in result.output and "cannot read checkpoint" in result.output
 
+
+
+def test_logged_steps_carry_the_mi_gradient_balance_and_only_they_measure_it(
+    synthtrack_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls = []
+    real_ratio = train_module.gradient_ratio
+
+    def counted_ratio(*args):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return real_ratio(*args)
+
+    monkeypatch.setattr(train_module, "gradient_ratio", counted_ratio)
+    base = [f"data.root={synthtrack_root}", "data.num_workers=0", "train.device=cpu", "train.batch_size=2"]
+    config = load_config(
+        CONFIGS / "synthtrack_famipose_tiny.yaml",
+        [*base, "train.init_from=null", "train.epochs=1", "train.max_steps_per_epoch=4", "train.log_every=2"],
+    )
+    with caplog.at_level("INFO", logger="famipose.train"):
+        train(config, tmp_path)
+    records = [r for r in read_metrics(tmp_path / "metrics.jsonl") if r["kind"] == "train"]
+    assert [r["step"] for r in records] == [2, 4] and len(calls) == 2  # measured on logged steps only
+    ratios = [r["parts"]["mi/grad_ratio"] for r in records]
+    assert all(0 < ratio < 10 for ratio in ratios)
+    assert sum("|∇mi|/|∇pose|" in message for message in caplog.messages) == 2

@@ -63,15 +63,24 @@ def test_simdr_labels_are_one_hot_at_nearest_bin() -> None:
 
 
 def test_out_of_range_and_invisible_joints_get_zero_weight_and_empty_labels() -> None:
-    keypoints = np.array([[[-0.1, 10], [10, 255.5], [191.5, 10], [5, 5], [5, 5], [1, np.nan]]])
-    visible = np.array([[1.0, 1.0, 1.0, 0.0, 0.3, 1.0]])
-    target_x, target_y, weights = encode_simcc(keypoints, visible, INPUT, 2.0, normalize=True)
-    # 191.5 px -> bin 383 = Nx - 1 is still inside; 255.5 px -> bin 511 = Ny - 1 too; -0.1 is not.
-    np.testing.assert_allclose(weights, [[0.0, 1.0, 1.0, 0.0, 0.3, 0.0]])
+    """mmpose's SimCCLabel rule: a Gaussian label counts while mu ± 3 sigma overlaps [0, N - 1]."""
+    keypoints = np.array([[[-9.0, 10], [-8.9, 10], [10, 264.4], [10, 264.6], [5, 5], [5, 5], [1, np.nan]]])
+    visible = np.array([[1.0, 1.0, 1.0, 1.0, 0.0, 0.3, 1.0]])
+    target_x, target_y, weights = encode_simcc(keypoints, visible, INPUT, 2.0, sigma=3.0, normalize=True)
+    # k = 2, sigma 3 bins: reach 9 bins = 4.5 px. x = -9 px -> bin -18, window ends at -9 < 0: dropped;
+    # -8.9 px -> -17.8 + 9 = -8.8 < 0: dropped too; y = 264.4 px -> bin 528.8 - 9 = 519.8 > 511: dropped.
+    # Just inside the reach: -4.4 px -> bin -8.8, window reaches 0.2 >= 0: kept (below).
+    np.testing.assert_allclose(weights, [[0.0, 0.0, 0.0, 0.0, 0.0, 0.3, 0.0]])
+    kept_x, _, kept = encode_simcc(np.array([[[-4.4, 10.0], [-4.6, 10.0]]]), np.ones((1, 2)), INPUT, 2.0, sigma=3.0)
+    np.testing.assert_allclose(kept, [[1.0, 0.0]])
+    assert kept_x[0, 0].argmax() == 0 and not kept_x[0, 1].any()
     assert weights.dtype == np.float32
-    assert not target_x[0, 0].any() and not target_y[0, 3].any() and not target_y[0, 5].any()
+    assert not target_x[0, 0].any() and not target_y[0, 4].any() and not target_y[0, 6].any()
     assert not np.isnan(target_x).any()
-    assert target_x[0, 4].sum() == pytest.approx(1.0)
+    assert target_x[0, 5].sum() == pytest.approx(1.0)
+    # One-hot labels need their nearest bin: 191.7 px -> bin 383.4 -> 383 = Nx - 1 kept; 191.8 -> 384 dropped.
+    _, _, one_hot = encode_simcc(np.array([[[191.7, 5.0], [191.8, 5.0]]]), np.ones((1, 2)), INPUT, 2.0, mode="simdr")
+    np.testing.assert_allclose(one_hot, [[1.0, 0.0]])
 
 
 def test_decode_score_is_min_of_axis_maxima() -> None:

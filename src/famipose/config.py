@@ -114,8 +114,10 @@ class HeadConfig:
     Attributes:
         kind: ``heatmap`` or ``simcc``.
         simcc_split_ratio: SimCC bins per input pixel (k >= 1).
-        simcc_mode: ``sa-simdr`` (Gaussian labels) or ``simdr`` (one-hot labels).
-        simcc_sigma: Gaussian label sigma in input pixels (``sa-simdr``).
+        simcc_mode: ``sa-simdr`` (Gaussian-smoothed labels) or ``simdr`` (one-hot labels at the
+            nearest bin; ``simcc_sigma`` unused), the two label kinds of the SimCC paper.
+        simcc_sigma: Gaussian label standard deviation in *bins* (``sa-simdr``), as mmpose's
+            ``SimCCLabel``: 6 bins at k = 2 is 3 input pixels (mmpose's SimCC-ResNet-50 256x192).
     """
 
     kind: str = "heatmap"
@@ -162,38 +164,46 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class MIWeights:
-    """Weights of the five mutual-information terms (0 switches a term off).
+    """Switches of the five mutual-information terms: each scales the weight that the paper's
+    objective gives its term (1 keeps it, 0 removes it: the paper's ablation).
 
-    The sign of each term (maximised or minimised) is fixed by the objective; see
+    The signed weights themselves follow from the objective and ``loss.mi_lambda``; see
     :mod:`famipose.losses` and docs/faithfulness.md.
     """
 
-    task_enhanced: float = 1.0  # I(y; Z̃_t), maximised
-    key_enhanced: float = 0.1  # I(Z_t; Z̃_t)
-    task_support: float = 1.0  # I(y; Z_{t+δ}), minimised
-    support_aligned: float = 1.0  # I(Z_{t+δ}; Z̃_{t+δ}), maximised
-    task_key: float = 1.0  # I(y; Z_t), minimised
+    task_enhanced: float = 1.0  # I(y; Z̃_t): net weight -λ (maximised)
+    key_enhanced: float = 1.0  # I(Z_t; Z̃_t): -(1 - λ) (maximised)
+    task_support: float = 1.0  # I(y; Z_{t+δ}): +1 (minimised; reported, no gradient)
+    support_enhanced: float = 1.0  # I(Z_{t+δ}; Z̃_t): -1 (maximised)
+    task_key: float = 1.0  # I(y; Z_t): +1 (minimised; reported, no gradient)
 
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Pose and mutual-information losses.
+    """Pose and mutual-information losses: ``pose_weight * L_pose + mi_weight * L_MI``.
 
     Attributes:
         pose_weight: Weight of the pose loss (heatmap MSE or SimCC KL).
-        simcc_beta: Logit scale of the SimCC KL loss.
-        mi_form: ``kl`` (our corrected variational form), ``official`` (the released code's
-            arithmetic) or ``none``.
-        mi_weight: Overall weight of the MI objective (the released code's alpha = 0.5).
-        mi_temperature: Softmax temperature of the MI distributions (released code: 0.05).
-        mi_terms: Per-term weights.
+        simcc_beta: Logit scale of the SimCC KL loss (mmpose ``KLDiscretLoss``'s ``beta``).
+        mi_form: ``vsd`` (the paper: variational self-distillation estimators), ``official`` (the
+            released code's arithmetic) or ``none``.
+        mi_weight: α, the overall weight of the MI objective (the released trainer's 0.5).
+        mi_lambda: λ, the weight of the maximised term -λ·I(y; Z̃_t | Z_t) in the paper's objective
+            (the released trainer's β = 0.1).
+        mi_temperature: Softmax temperature of the feature distributions (``vsd``) or of every
+            distribution (``official``; the release uses 0.05).
+        mi_stop_at_backbone: MI gradients stop at the backbone's output, so a trainable backbone
+            is trained by the pose loss alone (the paper trains MI with a frozen backbone).
+        mi_terms: Per-term switches.
     """
 
     pose_weight: float = 1.0
     simcc_beta: float = 1.0
-    mi_form: str = "kl"
+    mi_form: str = "vsd"
     mi_weight: float = 0.5
+    mi_lambda: float = 0.1
     mi_temperature: float = 1.0
+    mi_stop_at_backbone: bool = True
     mi_terms: MIWeights = field(default_factory=MIWeights)
 
 
@@ -294,7 +304,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.lcm.dcn_impl": ("auto", "torch", "torchvision"),
     "model.head.kind": ("heatmap", "simcc"),
     "model.head.simcc_mode": ("sa-simdr", "simdr"),
-    "loss.mi_form": ("kl", "official", "none"),
+    "loss.mi_form": ("vsd", "official", "none"),
     "train.optimizer": ("adam", "adamw"),
     "train.device": ("auto", "cpu", "cuda"),
 }

@@ -1,60 +1,95 @@
 """Pose losses and the FAMI-Pose mutual-information objective.
 
-Pose losses: keypoint-weighted heatmap MSE (HRNet's JointMSELoss) and SimCC KL divergence.
+Pose losses: keypoint-weighted heatmap MSE (HRNet's ``JointsMSELoss``) and the SimCC KL divergence
+(mmpose's ``KLDiscretLoss``).
 
-Mutual information. The paper maximises I(y; Z̃_t | Z_t) and minimises I(y; Z_{t+δ} | Z̃_t) +
-I(y; Z_t | Z̃_t). The chain rule I(a; b | c) = I(a; b) - I(b; c) + I(b; c | a), with the last
-terms dropped, leaves five quantities, each weighted separately (:class:`MIWeights`):
+Mutual information: the objective
+---------------------------------
+The paper trains ``L = L_pose + α·L_MI`` with
 
-=================  ====================  ==========  ======================================
-name               quantity              direction   estimator (``kl`` form)
-=================  ====================  ==========  ======================================
-task_enhanced      I(y; Z̃_t)             maximise    KL(p_y || q(Z̃_t))
-key_enhanced       I(Z_t; Z̃_t)           maximise*   KL(sg c(Z_t) || c(Z̃_t))
-task_support       I(y; Z_{t+δ})         minimise    -KL(p_y || q(Z_{t+δ})), head as constant
-support_aligned    I(Z_{t+δ}; Z̃_{t+δ})   maximise    KL(sg c(Z_{t+δ}) || c(Z̃_{t+δ}))
-task_key           I(y; Z_t)             minimise    -KL(p_y || q(Z_t)), head as constant
-=================  ====================  ==========  ======================================
+    L_MI = -λ·I(y; Z̃_t | Z_t) + mean_δ I(y; Z_{t+δ} | Z̃_t) + I(y; Z_t | Z̃_t)
 
-q(Z) is the head's predictive distribution (the normalised heatmap, see :func:`log_predictive`,
-or a softmax over x and y bins at temperature τ for SimCC), p_y the normalised ground-truth target, c(Z) the channel
-distribution of the spatially pooled feature (invariant to the warp the alignment applies), and
-sg a stop-gradient. Each estimator is a KL divergence D with Î = -D + const, a variational bound:
-I(y; Z) >= H(y) - CE(p_y, q(Z)). (*) I(Z_t; Z̃_t) enters the paper's objective twice with
-opposite signs; the released code keeps a net "maximise", and so do we.
+(maximise what the enhanced feature adds to the key frame; minimise what the supports and the key
+frame still know that the enhanced feature lacks). α = 0.5 and λ = 0.1 are the released trainer's
+constants (``loss.mi_weight``, ``loss.mi_lambda``). For any a, b the chain rule of mutual
+information gives I(y; a | b) = I(y; a) - I(a; b) + I(a; b | y); as in Variational Self-Distillation
+(Tian et al., CVPR 2021) the last term, the information a and b share beyond the label, is dropped.
+Then
 
-The minimised task terms read the backbone's raw features through the head with its weights held
-constant and the features detached: they can train neither the head nor the backbone to be wrong.
-In the paper's setting (frozen backbone) that is all they could act on, so they are reported and
-carry no gradient; a trainable backbone (our SynthTrack recipe) keeps exactly that objective
-instead of learning to hide the pose from its own features, which fights the pose loss.
+    L_MI = -λ·I(y; Z̃_t) + λ·I(Z̃_t; Z_t)
+           + mean_δ [I(y; Z_{t+δ}) - I(Z_{t+δ}; Z̃_t)]
+           + I(y; Z_t) - I(Z_t; Z̃_t),
 
-The ``official`` form reproduces the released code's arithmetic instead: probabilities passed as
-``kl_div`` input, the prediction detached, the key-frame's own final heatmap as the label,
-temperature 0.05, and loss = α(-β·mi1 + β·mi2 + mi3 - mi4 + mi5 - mi6) with α = 0.5, β = 0.1.
+five quantities with these signed weights (:func:`mi_coefficients`; positive = minimised):
+
+=================  ====================  ==========  =================================================
+name               quantity              weight      ``vsd`` estimator D (Î = const - D)
+=================  ====================  ==========  =================================================
+task_enhanced      I(y; Z̃_t)             -λ          pose loss of the head on Z̃_t
+key_enhanced       I(Z_t; Z̃_t)           -(1 - λ)    KL(sg c(Z_t) ‖ c(Z̃_t))
+task_support       I(y; Z_{t+δ})         +1          pose loss of the head on Z_{t+δ} (reported)
+support_enhanced   I(Z_{t+δ}; Z̃_t)       -1          mean_δ KL(sg c(Z_{t+δ}) ‖ c(Z̃_t))
+task_key           I(y; Z_t)             +1          pose loss of the head on Z_t (reported)
+=================  ====================  ==========  =================================================
+
+I(Z_t; Z̃_t) enters twice, +λ and -1: net -(1 - λ), "keep". ``loss.mi_terms`` scales each weight
+(0 removes a term: the paper's ablation). The paper sums over the supports; we average, so that the
+weight does not grow with their number (the release merges them into one feature: weight 1).
+
+Estimators (``mi_form: vsd``)
+-----------------------------
+Each term is a KL divergence between two distributions, the first one (the teacher) held constant
+as VSD does; I(a; b) >= const - D is the variational bound.
+
+* Task terms, I(y; Z): KL(p_y ‖ q(y | Z)) with q the head's own predictive distribution reading Z
+  -- a softmax over bins per axis for SimCC, a unit Gaussian around the predicted heatmap for
+  heatmaps (the likelihood whose negative log is the MSE: KL = ½‖y - h(Z)‖²). Either way the
+  divergence *is* the pose loss of the head applied to Z, with the same reduction and scale, so the
+  maximised task term reinforces the pose loss by λ·α and never competes with it.
+* Feature terms, I(A; B): KL(sg c(A) ‖ c(B)) between channel distributions c(Z) = softmax over C
+  of the spatially averaged feature at temperature τ. Mutual information is invariant under
+  invertible maps, such as the warp between a support and the key frame, and so is c; an estimator
+  that compared positions would pull Z̃_t towards the unaligned supports.
+* Every divergence is a *mean* over its support (pixels, bins or channels) and then over joints
+  and samples, so its scale does not grow with h·w, the number of bins or the width C.
+
+The minimised task terms read the backbone's raw features, through the head held constant, on
+detached features: with the paper's frozen backbone nothing trainable could change them; through
+a trainable backbone, minimising them would teach the backbone to hide the pose from its own
+features. They are reported and carry no gradient.
+
+``loss.mi_stop_at_backbone`` (default on) also keeps the maximised terms' gradients out of a
+trainable backbone: :func:`stop_gradient_at` removes d(α·L_MI)/dZ at the backbone's outputs, so
+the backbone learns from the pose loss alone, as in the paper's setting, while the alignment,
+fusion and head learn from both.
+
+The released code's arithmetic (``mi_form: official``)
+------------------------------------------------------
+Six ``kl_div`` values with probabilities passed as the input, the prediction detached, the model's
+own final prediction as the label, temperature 0.05, and α(-β·mi1 + β·mi2 + mi3 - mi4 + mi5 - mi6)
+with β = λ: the same signed weights as above, applied to the ``kl_div`` values themselves (the
+release reads a divergence as an information). mi6 is the same number as mi2.
 
 Shape symbols: B batch, S supports, K joints, C channels, h/w heatmap size, N bins of a
-categorical axis (h*w, Wx or Ny).
+categorical axis (Wx, Ny or C).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.utils.hooks import RemovableHandle
 
 from famipose.config import LossConfig
 from famipose.models.famipose import FamiPoseOutput
 from famipose.models.heads import PoseLogits
 
-# The released code's constants.
-OFFICIAL_TEMPERATURE = 0.05
-OFFICIAL_BETA = 0.1
-
 Probe = Callable[..., PoseLogits]
+MI_TERMS: tuple[str, ...] = ("task_enhanced", "key_enhanced", "task_support", "support_enhanced", "task_key")
 
 
 @dataclass
@@ -77,23 +112,33 @@ class PoseTargets:
         """The targets in the layout of the matching head output."""
         return PoseLogits(heatmaps=self.heatmaps, simcc_x=self.simcc_x, simcc_y=self.simcc_y)
 
+    def repeat_each(self, times: int) -> PoseTargets:
+        """Each sample's targets ``times`` times in a row: (B*times, ...), as ``repeat_interleave``."""
+        values = {item.name: getattr(self, item.name) for item in fields(self)}
+        return PoseTargets(**{k: None if v is None else v.repeat_interleave(times, 0) for k, v in values.items()})
+
 
 @dataclass
 class LossBreakdown:
-    """Total loss plus detached scalar parts for logging."""
+    """The loss of one batch.
+
+    Attributes:
+        total: The differentiable total ``pose + mi``.
+        pose: The weighted pose loss ``pose_weight * L_pose`` (differentiable).
+        mi: The weighted MI objective ``mi_weight * L_MI`` (differentiable), or ``None``.
+        parts: Detached scalars for logging: ``pose``, ``mi`` and each MI estimator's value.
+    """
 
     total: Tensor
-    parts: dict[str, float]
-
-
-def _weighted_mean(values: Tensor, weights: Tensor) -> Tensor:
-    """Mean of per-joint values (B, K) over joints with positive weight (0 when there are none)."""
-    mask = (weights > 0).to(values.dtype)
-    return (values * weights).sum() / mask.sum().clamp(min=1)
+    pose: Tensor
+    mi: Tensor | None
+    parts: dict[str, Tensor]
 
 
 def heatmap_mse(pred: Tensor, target: Tensor, weights: Tensor) -> Tensor:
     """Keypoint-weighted heatmap MSE: 0.5 * mean over B, K, h, w of (w_k (pred - target))^2.
+
+    This is HRNet's ``JointsMSELoss``; it is also KL(N(target, I) ‖ N(pred, I)) averaged over pixels.
 
     Args:
         pred: (B, K, h, w) predicted heatmaps.
@@ -111,149 +156,100 @@ def _normalise(dist: Tensor) -> Tensor:
     return dist / dist.sum(-1, keepdim=True).clamp(min=1e-12)
 
 
-def categorical_kl(target: Tensor, log_pred: Tensor) -> Tensor:
-    """KL(target || pred) along the last axis, with 0 * log 0 = 0.
+def mean_kl(target: Tensor, log_pred: Tensor) -> Tensor:
+    """KL(target ‖ pred) averaged over the last axis (``kl_div(..., reduction='none').mean(-1)``).
 
     Args:
-        target: (..., N) probabilities.
+        target: (..., N) probabilities (0 * log 0 = 0).
         log_pred: (..., N) log-probabilities.
 
     Returns:
-        (...) divergences.
+        (...) divergences divided by N.
     """
-    return (torch.special.xlogy(target, target) - target * log_pred).sum(-1)
+    return (torch.special.xlogy(target, target) - target * log_pred).mean(-1)
 
 
 def simcc_kl(pred: PoseLogits, targets: PoseTargets, beta: float = 1.0) -> Tensor:
-    """SimCC loss: keypoint-weighted KL(label || softmax(beta * logits)), averaged over x and y.
+    """SimCC loss as mmpose's ``KLDiscretLoss`` (``label_softmax=False``).
 
-    Labels are normalised to distributions first, so peak-1 Gaussian labels work too.
+    Per joint and axis, KL(label ‖ softmax(beta * logits)) averaged over the bins; the x and y
+    values are added, weighted by the keypoint weight and averaged over B and K (mmpose divides the
+    batch sum by K; the mean over B as well keeps the scale independent of the batch size). Labels
+    are normalised to distributions first, so peak-1 Gaussian and one-hot labels work alike.
     """
     per_axis = [
-        categorical_kl(_normalise(label), F.log_softmax(beta * logits, -1))  # (B, K)
+        mean_kl(_normalise(label), F.log_softmax(beta * logits, -1))  # (B, K)
         for label, logits in zip(targets.as_logits().flat_distributions(), pred.flat_distributions(), strict=True)
     ]
-    return _weighted_mean(torch.stack(per_axis).mean(0), targets.weights)
+    return (sum(per_axis) * targets.weights).mean()
 
 
 def pose_loss(pred: PoseLogits, targets: PoseTargets, config: LossConfig) -> Tensor:
-    """The pose loss matching the head: heatmap MSE or SimCC KL."""
+    """The pose loss matching the head: heatmap MSE or SimCC KL (unweighted)."""
     if pred.is_simcc:
         return simcc_kl(pred, targets, config.simcc_beta)
     return heatmap_mse(pred.heatmaps, targets.heatmaps, targets.weights)  # type: ignore[arg-type]
 
 
-# -- mutual information: our variational (kl) form --------------------------------------------
+# -- mutual information ----------------------------------------------------------------------
 
 
-HEATMAP_FLOOR = 1e-4  # heatmap values are clamped to this before normalising them into q
+def mi_coefficients(lam: float) -> dict[str, float]:
+    """Signed weight of each MI quantity in L_MI (positive: minimised), from the paper's objective."""
+    return {
+        "task_enhanced": -lam,
+        "key_enhanced": -(1.0 - lam),
+        "task_support": 1.0,
+        "support_enhanced": -1.0,
+        "task_key": 1.0,
+    }
 
 
-def log_predictive(logits: PoseLogits, temperature: float) -> list[Tensor]:
-    """log q(y | Z): the head output as categorical distributions, one per axis.
-
-    A heatmap is normalised, q = max(h, ε) / Σ max(h, ε): the heatmap MSE loss is minimal at
-    h = the Gaussian target, and this q then equals the normalised target, so the two losses pull
-    the same way (a softmax of heatmap values would instead demand ever larger peaks). SimCC bins,
-    trained as logits, use softmax(x / τ).
-
-    Returns:
-        ``[(B, K, h*w)]`` or ``[(B, K, Wx), (B, K, Ny)]`` log-probabilities.
-    """
-    if logits.is_simcc:
-        return [F.log_softmax(x / temperature, -1) for x in logits.flat_distributions()]
-    positive = logits.flat_distributions()[0].clamp(min=HEATMAP_FLOOR)  # (B, K, h*w)
-    return [positive.log() - positive.sum(-1, keepdim=True).log()]
+def channel_log_distribution(feature: Tensor, temperature: float) -> Tensor:
+    """log c(Z): log-softmax over channels of the spatially averaged feature (N, C, h, w) -> (N, C)."""
+    return F.log_softmax(feature.mean(dim=(2, 3)) / temperature, -1)
 
 
-def task_divergence(logits: PoseLogits, targets: PoseTargets, temperature: float) -> Tensor:
-    """KL(p_y || q(Z)) per labelled joint, averaged: estimates -I(y; Z) up to a constant.
+def feature_divergence(teacher: Tensor, student: Tensor, temperature: float) -> Tensor:
+    """KL(sg c(teacher) ‖ c(student)), mean over channels and rows: estimates -I(teacher; student).
 
     Args:
-        logits: Head output for feature Z.
-        targets: Ground truth (heatmaps or SimCC labels, with weights).
-        temperature: Softmax temperature τ of SimCC distributions.
+        teacher: (N, C, h, w); treated as a constant.
+        student: (N, C, h, w); gradients flow here.
+        temperature: Softmax temperature τ.
     """
-    per_axis = [
-        categorical_kl(_normalise(label), log_q)  # (B, K)
-        for label, log_q in zip(
-            targets.as_logits().flat_distributions(), log_predictive(logits, temperature), strict=True
-        )
-    ]
-    return _weighted_mean(torch.stack(per_axis).mean(0), targets.weights)
+    reference = channel_log_distribution(teacher.detach(), temperature).exp()  # (N, C)
+    return mean_kl(reference, channel_log_distribution(student, temperature)).mean()
 
 
-def feature_divergence(reference: Tensor, feature: Tensor, temperature: float) -> Tensor:
-    """KL(sg c(reference) || c(feature)), averaged over the batch: estimates -I(reference; feature).
-
-    c(Z) is the softmax over channels of the spatially averaged feature, so a spatial warp of the
-    same content leaves it unchanged.
-
-    Args:
-        reference: (N, C, h, w); treated as a constant.
-        feature: (N, C, h, w); gradients flow here.
-        temperature: Softmax temperature.
-    """
-    ref = F.softmax(reference.detach().mean(dim=(2, 3)) / temperature, -1)  # (N, C)
-    log_feat = F.log_softmax(feature.mean(dim=(2, 3)) / temperature, -1)  # (N, C)
-    return categorical_kl(ref, log_feat).mean()
-
-
-def _support_pairs(output: FamiPoseOutput) -> tuple[Tensor, Tensor]:
-    """(raw, aligned) support features as (N, C, h, w) pairs.
-
-    The paper variant aligns each support (S pairs); the released variant aligns the merged
-    supports (one pair: merged before, after calibration).
-    """
-    aligned = output.aligned_supports
-    raw = output.support_features
-    assert aligned is not None and raw is not None
-    if aligned.shape[1] == raw.shape[1]:
-        return raw.flatten(0, 1), aligned.flatten(0, 1)
-    assert output.merged_supports is not None
-    return output.merged_supports, aligned[:, 0]
-
-
-def mi_terms_kl(output: FamiPoseOutput, targets: PoseTargets, probe: Probe, temperature: float) -> dict[str, Tensor]:
-    """The five divergences D of the ``kl`` form (each >= 0; Î = -D + const).
+def mi_divergences_vsd(
+    output: FamiPoseOutput, targets: PoseTargets, probe: Probe, config: LossConfig
+) -> dict[str, Tensor]:
+    """The five divergences D of the ``vsd`` form (each >= 0; Î = const - D).
 
     Args:
         output: Model output with support features.
         targets: Ground-truth targets.
-        probe: ``probe(features, detach_head=False) -> PoseLogits`` reading a feature map.
-        temperature: Softmax temperature τ.
+        probe: ``probe(features) -> PoseLogits``, the head the MI terms read a feature map with.
+        config: Pose-loss settings and the feature temperature.
     """
-    raw_supports, aligned_supports = _support_pairs(output)
-    assert output.support_features is not None
-    num_supports = output.support_features.shape[1]
-    support_targets = PoseTargets(  # each key-frame target once per support: (B*S, ...)
-        **{
-            name: None if value is None else value.repeat_interleave(num_supports, 0)
-            for name, value in vars(targets).items()
-        }
-    )
+    supports = output.support_features
+    assert supports is not None
+    num_supports = supports.shape[1]
+    raw_supports = supports.flatten(0, 1)  # (B*S, C, h, w)
+    enhanced = output.enhanced_feature  # (B, C, h, w)
+    with torch.no_grad():  # the minimised task terms: reported, no gradient (module docstring)
+        task_support = pose_loss(probe(raw_supports), targets.repeat_each(num_supports), config)
+        task_key = pose_loss(probe(output.key_feature), targets, config)
     return {
-        "task_enhanced": task_divergence(probe(output.enhanced_feature), targets, temperature),
-        "key_enhanced": feature_divergence(output.key_feature, output.enhanced_feature, temperature),
-        "task_support": task_divergence(
-            probe(output.support_features.flatten(0, 1).detach(), detach_head=True), support_targets, temperature
+        "task_enhanced": pose_loss(probe(enhanced), targets, config),
+        "key_enhanced": feature_divergence(output.key_feature, enhanced, config.mi_temperature),
+        "task_support": task_support,
+        "support_enhanced": feature_divergence(
+            raw_supports, enhanced.repeat_interleave(num_supports, 0), config.mi_temperature
         ),
-        "support_aligned": feature_divergence(raw_supports, aligned_supports, temperature),
-        "task_key": task_divergence(probe(output.key_feature.detach(), detach_head=True), targets, temperature),
+        "task_key": task_key,
     }
-
-
-# Direction of each term: +1 maximises the information (minimises its divergence).
-MI_DIRECTIONS = {
-    "task_enhanced": 1.0,
-    "key_enhanced": 1.0,
-    "task_support": -1.0,
-    "support_aligned": 1.0,
-    "task_key": -1.0,
-}
-
-
-# -- mutual information: the released code's form --------------------------------------------
 
 
 def _official_kl(input_logits: Tensor, target_logits: Tensor, temperature: float) -> Tensor:
@@ -269,40 +265,34 @@ def _official_kl(input_logits: Tensor, target_logits: Tensor, temperature: float
     return F.kl_div(probs_in, log_target, reduction="none", log_target=True).mean()  # released: 'mean'
 
 
-def _official_label_term(feature: Tensor, final: PoseLogits, probe: Probe) -> Tensor:
+def _official_label_term(feature: Tensor, final: PoseLogits, probe: Probe, temperature: float) -> Tensor:
     """The released ``feat_label_mi_estimation``: head(feature) vs the final prediction."""
     pairs = zip(probe(feature).flat_distributions(), final.flat_distributions(), strict=True)
-    return torch.stack([_official_kl(p.flatten(0, 1), y.flatten(0, 1), OFFICIAL_TEMPERATURE) for p, y in pairs]).mean()
+    return torch.stack([_official_kl(p.flatten(0, 1), y.flatten(0, 1), temperature) for p, y in pairs]).mean()
 
 
-def _official_feature_term(first: Tensor, second: Tensor) -> Tensor:
+def _official_feature_term(first: Tensor, second: Tensor, temperature: float) -> Tensor:
     """The released ``feat_feat_mi_estimation``: spatial softmax of each channel."""
-    return _official_kl(first.flatten(2).flatten(0, 1), second.flatten(2).flatten(0, 1), OFFICIAL_TEMPERATURE)
+    return _official_kl(first.flatten(2).flatten(0, 1), second.flatten(2).flatten(0, 1), temperature)
 
 
-def mi_terms_official(output: FamiPoseOutput, probe: Probe) -> dict[str, Tensor]:
-    """The six released terms mi1..mi6, under the names of the quantities they stand for."""
+def mi_values_official(output: FamiPoseOutput, probe: Probe, temperature: float) -> dict[str, Tensor]:
+    """The released terms mi1..mi5 (mi6 = mi2), under the names of the quantities they stand for."""
     merged = output.merged_supports
     assert merged is not None
-    key_enhanced = _official_feature_term(output.key_feature, output.enhanced_feature)
     return {
-        "task_enhanced": _official_label_term(output.enhanced_feature, output.pose, probe),  # mi1
-        "key_enhanced": key_enhanced,  # mi2 (mi6 is the same value)
-        "task_support": _official_label_term(merged, output.pose, probe),  # mi3
-        "support_aligned": _official_feature_term(merged, output.enhanced_feature),  # mi4
-        "task_key": _official_label_term(output.key_feature, output.pose, probe),  # mi5
+        "task_enhanced": _official_label_term(output.enhanced_feature, output.pose, probe, temperature),  # mi1
+        "key_enhanced": _official_feature_term(output.key_feature, output.enhanced_feature, temperature),  # mi2
+        "task_support": _official_label_term(merged, output.pose, probe, temperature),  # mi3
+        "support_enhanced": _official_feature_term(merged, output.enhanced_feature, temperature),  # mi4
+        "task_key": _official_label_term(output.key_feature, output.pose, probe, temperature),  # mi5
     }
 
 
-def official_mi_objective(terms: dict[str, Tensor], weights: dict[str, float]) -> Tensor:
-    """-β·mi1 + β·mi2 + mi3 - mi4 + mi5 - mi6, each term also scaled by its configured weight."""
-    return (
-        -OFFICIAL_BETA * weights["task_enhanced"] * terms["task_enhanced"]
-        + (OFFICIAL_BETA - 1.0) * weights["key_enhanced"] * terms["key_enhanced"]  # +β·mi2 - mi6
-        + weights["task_support"] * terms["task_support"]
-        - weights["support_aligned"] * terms["support_aligned"]
-        + weights["task_key"] * terms["task_key"]
-    )
+def mi_objective(estimates: dict[str, Tensor], config: LossConfig) -> Tensor:
+    """L_MI = Σ switch_n · coefficient_n · Î_n over the five quantities (module docstring)."""
+    coefficients = mi_coefficients(config.mi_lambda)
+    return sum(getattr(config.mi_terms, n) * coefficients[n] * estimates[n] for n in MI_TERMS)  # type: ignore[return-value]
 
 
 def compute_loss(output: FamiPoseOutput, targets: PoseTargets, config: LossConfig, probe: Probe) -> LossBreakdown:
@@ -315,22 +305,66 @@ def compute_loss(output: FamiPoseOutput, targets: PoseTargets, config: LossConfi
         probe: The model's ``probe`` method.
 
     Returns:
-        The total (differentiable) and its parts as floats.
+        The total, its two weighted parts and detached scalars for logging (``mi/<name>`` holds
+        each estimator's value: the divergence D for ``vsd``, the released ``kl_div`` value for
+        ``official``).
+
+    Raises:
+        FloatingPointError: The total is not finite.
     """
-    pose = pose_loss(output.pose, targets, config)
-    total = config.pose_weight * pose
-    parts = {"pose": pose.item()}
+    pose = config.pose_weight * pose_loss(output.pose, targets, config)
+    parts = {"pose": pose.detach()}
+    mi = None
     if config.mi_form != "none" and output.support_features is not None:
-        weights = {name: getattr(config.mi_terms, name) for name in MI_DIRECTIONS}
-        if config.mi_form == "kl":
-            terms = mi_terms_kl(output, targets, probe, config.mi_temperature)
-            objective = sum(weights[n] * MI_DIRECTIONS[n] * terms[n] for n in terms)
+        if config.mi_form == "vsd":
+            values = mi_divergences_vsd(output, targets, probe, config)
+            estimates = {name: -value for name, value in values.items()}  # Î = const - D
         else:
-            terms = mi_terms_official(output, probe)
-            objective = official_mi_objective(terms, weights)
-        total = total + config.mi_weight * objective
-        parts["mi"] = float(objective.detach())
-        parts.update({f"mi/{name}": value.item() for name, value in terms.items()})
+            values = mi_values_official(output, probe, config.mi_temperature)
+            estimates = values  # the release reads its kl_div values as informations
+        mi = config.mi_weight * mi_objective(estimates, config)
+        parts["mi"] = mi.detach()
+        parts.update({f"mi/{name}": value.detach() for name, value in values.items()})
+    total = pose if mi is None else pose + mi
     if not torch.isfinite(total):
-        raise FloatingPointError(f"non-finite loss {total.item()} (parts: {parts})")
-    return LossBreakdown(total=total, parts=parts)
+        described = {name: round(float(value), 6) for name, value in parts.items()}
+        raise FloatingPointError(f"non-finite loss {total.item()} (parts: {described})")
+    return LossBreakdown(total=total, pose=pose, mi=mi, parts=parts)
+
+
+# -- gradient routing and balance ------------------------------------------------------------
+
+
+def stop_gradient_at(objective: Tensor, features: Sequence[Tensor]) -> list[RemovableHandle]:
+    """Remove ``objective``'s gradient from ``features`` in the next backward pass through them.
+
+    Computes d objective / d feature with one backward pass through the graph above the features
+    (not below), and registers hooks that subtract it from the gradient arriving at each feature,
+    so whatever produced the features (the backbone) receives the gradient of the rest of the loss
+    only. Call it before ``(... + objective).backward()``, with ``objective`` scaled as that loss is
+    (e.g. by the same ``GradScaler``). Features that do not require gradients are skipped.
+
+    Returns:
+        The hook handles (they are spent after one backward pass; remove them if none follows).
+    """
+    tracked = [feature for feature in features if feature.requires_grad]
+    if not tracked or not objective.requires_grad:
+        return []
+    grads = torch.autograd.grad(objective, tracked, retain_graph=True, allow_unused=True)
+    return [
+        feature.register_hook(lambda incoming, own=grad: incoming - own)
+        for feature, grad in zip(tracked, grads, strict=True)
+        if grad is not None
+    ]
+
+
+def gradient_norm(objective: Tensor, parameters: Sequence[Tensor]) -> Tensor:
+    """‖d objective / d parameters‖₂ over all of them (0 for parameters it does not reach)."""
+    grads = torch.autograd.grad(objective, parameters, retain_graph=True, allow_unused=True)
+    squares = [g.pow(2).sum() for g in grads if g is not None]
+    return torch.stack(squares).sum().sqrt() if squares else objective.new_zeros(())
+
+
+def gradient_ratio(numerator: Tensor, denominator: Tensor, parameters: Sequence[Tensor]) -> Tensor:
+    """‖∇ numerator‖ / ‖∇ denominator‖ over ``parameters`` (a 0-d tensor; no device sync)."""
+    return gradient_norm(numerator, parameters) / gradient_norm(denominator, parameters)

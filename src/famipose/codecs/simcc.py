@@ -5,8 +5,12 @@ Each axis of the input is split into ``split_ratio`` bins per pixel: ``Nx = roun
 centres at integer coordinates, as everywhere in ``famipose.codecs``), and decoding divides the
 winning bin by ``k``, so round trips are accurate to ``0.5 / k`` input pixels.
 
-Modes: ``"sa-simdr"`` labels are Gaussians centred on the unrounded ``mu`` (label smoothing);
-``"simdr"`` labels are one-hot at the nearest bin and ignore ``sigma``.
+Modes: ``"sa-simdr"`` labels are Gaussians centred on the unrounded ``mu`` (label smoothing), with
+``sigma`` in bins; ``"simdr"`` labels are one-hot at the nearest bin and ignore ``sigma``.
+
+Which joints are labelled follows mmpose's ``SimCCLabel``: a Gaussian label is kept while any part
+of its ``3 sigma`` window overlaps the bins (so a joint just outside the crop still teaches the
+classifier to point at the border), a one-hot label while its bin exists.
 
 Shape symbols: N instances, K joints, Nx/Ny SimCC bins along x/y.
 """
@@ -21,6 +25,7 @@ from famipose.codecs.transforms import Size
 
 SimCCMode = Literal["sa-simdr", "simdr"]
 MODES: tuple[str, ...] = ("sa-simdr", "simdr")
+LABEL_WINDOW_SIGMAS = 3.0  # a Gaussian label counts while mu ± 3 sigma overlaps the bins (mmpose)
 
 
 def simcc_bins(input_size: Size, split_ratio: float) -> tuple[int, int]:
@@ -69,8 +74,9 @@ def encode_simcc(
     Returns:
         target_x: (N, K, Nx) float32 labels (all zero where the weight is 0).
         target_y: (N, K, Ny) float32 labels.
-        weights: (N, K) float32 ``visible``, set to 0 for joints whose bin coordinate lies outside
-            ``[0, Nx - 1] x [0, Ny - 1]``.
+        weights: (N, K) float32 ``visible``, set to 0 for joints without a label: for
+            ``"sa-simdr"`` those whose window ``mu ± 3 sigma`` misses ``[0, N - 1]`` on an axis, for
+            ``"simdr"`` those whose nearest bin lies outside it.
 
     Raises:
         ValueError: unknown ``mode`` or ``split_ratio < 1``.
@@ -82,7 +88,13 @@ def encode_simcc(
     sigma_x, sigma_y = np.broadcast_to(np.asarray(sigma, dtype=np.float64), (2,))
     num_x, num_y = simcc_bins(input_size, split_ratio)
     centers = np.asarray(keypoints, dtype=np.float64) * split_ratio  # (N, K, 2)
-    in_range = np.all((centers >= 0) & (centers <= np.array([num_x - 1, num_y - 1])), axis=-1)
+    last_bin = np.array([num_x - 1, num_y - 1])
+    if mode == "simdr":
+        nearest = np.rint(centers)
+        in_range = np.all((nearest >= 0) & (nearest <= last_bin), axis=-1)
+    else:
+        reach = LABEL_WINDOW_SIGMAS * np.array([sigma_x, sigma_y])
+        in_range = np.all((centers + reach >= 0) & (centers - reach <= last_bin), axis=-1)
     weights = np.asarray(visible, dtype=np.float32) * in_range
     keep = (weights > 0)[..., None]
     targets = []

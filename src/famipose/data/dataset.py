@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import Dataset
 
 from famipose.codecs.heatmap import encode_heatmaps
-from famipose.codecs.simcc import encode_simcc
+from famipose.codecs.simcc import SimCCMode, encode_simcc
 from famipose.codecs.transforms import box_to_center_scale, warp_affine
 from famipose.data.augment import (
     AugmentConfig,
@@ -54,6 +54,7 @@ class WindowDatasetOptions:
         target: which targets to build: ``"heatmap"``, ``"simcc"`` or ``"both"``.
         simcc_split_ratio: SimCC bins per input pixel.
         simcc_sigma: SimCC label standard deviation in bins.
+        simcc_mode: SimCC labels: ``"sa-simdr"`` (Gaussian) or ``"simdr"`` (one-hot).
         box_padding: enlargement of the key box (after fixing its aspect ratio).
         augment: training augmentation, or None for evaluation (plain crops).
         seed: base seed of the per-item generators.
@@ -65,6 +66,7 @@ class WindowDatasetOptions:
     target: TargetKind = "heatmap"
     simcc_split_ratio: float = 2.0
     simcc_sigma: float = 6.0
+    simcc_mode: SimCCMode = "sa-simdr"
     box_padding: float = 1.25
     augment: AugmentConfig | None = None
     seed: int = 0
@@ -116,7 +118,8 @@ class WindowSample:
         heatmaps: (K, h, w) float32 targets, or None when not requested.
         simcc_x: (K, Nx) float32 targets, or None when not requested.
         simcc_y: (K, Ny) float32 targets, or None when not requested.
-        target_weights: (K,) float32 loss weights (0 for invisible or out-of-crop joints).
+        target_weights: (K,) float32 loss weights: 0 for unlabelled joints and for joints without
+            a target (heatmaps: centre off the crop; SimCC: label window off the bins, as mmpose).
         keypoints: (K, 3) float32 ``(x, y, visible)`` in input pixels.
         meta: provenance and crop.
     """
@@ -228,8 +231,7 @@ class PoseWindowDataset(Dataset[WindowSample]):
         ]
 
         keypoints = transform_keypoints(transform, window.keypoints)  # (K, 3)
-        inside = np.all((keypoints[:, :2] >= 0) & (keypoints[:, :2] <= (width - 1, height - 1)), axis=1)
-        keypoints[:, 2] = (keypoints[:, 2] > 0) & inside
+        keypoints[:, 2] = keypoints[:, 2] > 0  # joints off the crop keep their flag: the targets decide
         targets = _encode_targets(keypoints, options)
         return WindowSample(
             key=normalize_crops(key),
@@ -297,19 +299,29 @@ class _Targets:
 
 
 def _encode_targets(keypoints: np.ndarray, options: WindowDatasetOptions) -> _Targets:
-    """Heatmap and/or SimCC targets of (K, 3) input-pixel keypoints; weights are their product."""
+    """Heatmap and/or SimCC targets of (K, 3) input-pixel keypoints; weights are their product.
+
+    Which joints get a target: SimCC follows mmpose's ``SimCCLabel`` (the label's 3-sigma window
+    must overlap the bins, so a joint just off the crop still has one); heatmaps keep only joints
+    whose centre lies on the crop. HRNet's own rule (the Gaussian window overlapping the heatmap)
+    cost the tiny SynthTrack stage 1 3.2 AP (46.2 against 49.4, docs/results.md): with the tiny
+    configs' wide heatmap Gaussians it labels joints up to 24 input pixels off the crop.
+    """
     points, visible = keypoints[None, :, :2], keypoints[None, :, 2]  # (1, K, 2), (1, K)
     weights = visible[0].astype(np.float32)  # (K,)
     heatmaps = simcc_x = simcc_y = None
     if options.target in ("heatmap", "both"):
+        width, height = options.input_size
+        on_crop = np.all((points >= 0) & (points <= (width - 1, height - 1)), axis=-1)  # (1, K)
         maps, map_weights = encode_heatmaps(
-            points, visible, options.input_size, options.heatmap_size, options.sigma
+            points, visible * on_crop, options.input_size, options.heatmap_size, options.sigma
         )
         heatmaps = torch.from_numpy(maps[0])  # (K, h, w)
         weights = weights * map_weights[0]
     if options.target in ("simcc", "both"):
         labels_x, labels_y, label_weights = encode_simcc(
-            points, visible, options.input_size, options.simcc_split_ratio, options.simcc_sigma
+            points, visible, options.input_size, options.simcc_split_ratio, options.simcc_sigma,
+            mode=options.simcc_mode,
         )
         simcc_x, simcc_y = torch.from_numpy(labels_x[0]), torch.from_numpy(labels_y[0])  # (K, Nx), (K, Ny)
         weights = weights * label_weights[0]

@@ -47,7 +47,7 @@ def dataset_options(config: Config, augment: bool) -> WindowDatasetOptions:
         augment: Apply ``data.augment`` (training) or not (evaluation).
 
     Returns:
-        The options; targets match the head kind, SimCC sigma converted from pixels to bins.
+        The options; targets match the head kind.
     """
     model, data = config.model, config.data
     return WindowDatasetOptions(
@@ -56,7 +56,8 @@ def dataset_options(config: Config, augment: bool) -> WindowDatasetOptions:
         sigma=data.sigma,
         target=model.head.kind,  # type: ignore[arg-type]
         simcc_split_ratio=model.head.simcc_split_ratio,
-        simcc_sigma=model.head.simcc_sigma * model.head.simcc_split_ratio,
+        simcc_sigma=model.head.simcc_sigma,
+        simcc_mode=model.head.simcc_mode,  # type: ignore[arg-type]
         box_padding=data.box_padding,
         augment=data.augment if augment else None,
         seed=config.train.seed,

@@ -64,23 +64,23 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 class TrainProgress:
     """Progress display over the optimiser steps of a run.
 
-    On a terminal: a rich bar with loss, learning rate, it/s and ETA. Otherwise: one log line per
-    ``log_every`` steps with the same numbers.
+    On a terminal: a rich bar with loss, learning rate, it/s, the MI/pose gradient ratio and ETA.
+    Otherwise: one log line per logged step (``log_every``) with the same numbers.
 
     Args:
         total_steps: Steps of the whole run.
         done_steps: Steps already done (resumed run).
-        log_every: Steps between plain log lines.
         enabled: False on ranks other than 0.
     """
 
-    def __init__(self, total_steps: int, done_steps: int, log_every: int, enabled: bool = True) -> None:
+    def __init__(self, total_steps: int, done_steps: int, enabled: bool = True) -> None:
         self.total_steps = total_steps
         self.done_steps = done_steps
-        self.log_every = max(log_every, 1)
         self.enabled = enabled
         self.start_time = time.perf_counter()
         self.start_step = done_steps
+        self.loss = float("nan")
+        self.grad_ratio: float | None = None
         self.bar: Progress | None = None
         self.task = None
         if enabled and sys.stdout.isatty():
@@ -113,22 +113,31 @@ class TrainProgress:
         elapsed = time.perf_counter() - self.start_time
         return (self.done_steps - self.start_step) / elapsed if elapsed > 0 else 0.0
 
-    def update(self, global_step: int, epoch: int, loss: float, lr: float) -> None:
+    def update(
+        self, global_step: int, epoch: int, loss: float | None, lr: float, grad_ratio: float | None = None
+    ) -> None:
         """Record that ``global_step`` steps are done.
 
         Args:
             global_step: Steps done since the start of training.
             epoch: Current epoch.
-            loss: Loss of the last step.
+            loss: Loss of the last step, or ``None`` on steps that are not logged (the display keeps
+                the last logged value; reading the loss every step would force a device sync).
             lr: Current learning rate.
+            grad_ratio: ‖∇(α·L_MI)‖ / ‖∇L_pose‖ of the last logged step, when measured.
         """
         self.done_steps = global_step
+        if loss is not None:
+            self.loss = loss
+            self.grad_ratio = grad_ratio
         if not self.enabled:
             return
         speed = self.steps_per_second
-        status = f"epoch {epoch} loss {loss:.6f} lr {lr:.2e} {speed:.2f} it/s"
+        status = f"epoch {epoch} loss {self.loss:.6f} lr {lr:.2e} {speed:.2f} it/s"
+        if self.grad_ratio is not None:
+            status += f" |∇mi|/|∇pose| {self.grad_ratio:.3g}"
         if self.bar is not None and self.task is not None:
             self.bar.update(self.task, completed=global_step, status=status)
-        elif global_step % self.log_every == 0 or global_step == self.total_steps:
+        elif loss is not None:
             remaining = (self.total_steps - global_step) / speed if speed > 0 else float("nan")
             logger.info("step %d/%d %s eta %.0fs", global_step, self.total_steps, status, remaining)

@@ -72,7 +72,8 @@ from famipose.engine.evaluate import EvalData, build_eval_data, run_evaluation
 from famipose.engine.logging import MetricsLog, TrainProgress, read_metrics
 from famipose.engine.plots import plot_train_curves
 from famipose.evaluation import EvalResult
-from famipose.losses import LossBreakdown, PoseTargets, compute_loss
+from famipose.losses import LossBreakdown, PoseTargets, compute_loss, gradient_ratio, stop_gradient_at
+from famipose.models.famipose import FamiPoseOutput
 
 logger = logging.getLogger("famipose.train")
 
@@ -149,6 +150,9 @@ class Trainer:
         self.network = build_model(config).to(context.device)
         self.model = wrap_model(self.network, context)
         self.parameters = [p for p in self.network.parameters() if p.requires_grad]
+        self.head_parameters = [  # what the MI/pose gradient balance is measured over
+            p for name, p in self.network.named_parameters() if p.requires_grad and not name.startswith("backbone.")
+        ]
         self.optimizer = build_optimizer(self.network, config.train)
         self.scheduler = build_scheduler(self.optimizer, config.train)
         self.amp = config.train.amp and context.device.type == "cuda"
@@ -200,15 +204,15 @@ class Trainer:
 
     # -- steps ---------------------------------------------------------------------------------
 
-    def forward_loss(self, batch: WindowBatch) -> tuple[LossBreakdown | None, str | None]:
-        """Loss of one batch, or the reason it is not finite."""
+    def forward_loss(self, batch: WindowBatch) -> tuple[FamiPoseOutput, LossBreakdown | None, str | None]:
+        """Output and loss of one batch, or the reason the loss is not finite."""
         supports = batch.supports if self.config.model.num_supports else None
         with torch.autocast(self.context.device.type, enabled=self.amp):
             output = self.model(batch.key, supports)
             try:
-                return compute_loss(output, batch_targets(batch), self.config.loss, self.network.probe), None
+                return output, compute_loss(output, batch_targets(batch), self.config.loss, self.network.probe), None
             except FloatingPointError as error:
-                return None, str(error)
+                return output, None, str(error)
 
     def diverged(self, reason: str) -> TrainingDivergedError:
         """The error that stops training at the current step."""
@@ -218,22 +222,39 @@ class Trainer:
             f"(global step {p.global_step + 1}): {reason}; {self.out_dir / LAST_NAME} keeps the last good state"
         )
 
-    def step(self, batch: WindowBatch) -> LossBreakdown:
+    def is_log_step(self, global_step: int, step_in_epoch: int) -> bool:
+        """Whether the step that brings the counters to these values is logged."""
+        return global_step % max(self.config.train.log_every, 1) == 0 or step_in_epoch == self.steps_per_epoch
+
+    def step(self, batch: WindowBatch, measure_balance: bool = False) -> LossBreakdown:
         """One optimiser step.
+
+        Args:
+            batch: The batch.
+            measure_balance: Also measure ‖∇(α·L_MI)‖ / ‖∇L_pose‖ over the trainable parameters
+                outside the backbone (two extra partial backward passes), stored in the returned
+                parts as ``mi/grad_ratio``.
 
         Raises:
             TrainingDivergedError: The loss (on any process) or the gradient is not finite.
         """
-        loss, failure = self.forward_loss(batch.to(self.context.device))
+        output, loss, failure = self.forward_loss(batch.to(self.context.device))
         if any_process(failure is not None, self.context):
             raise self.diverged(failure or "non-finite loss on another process")
         assert loss is not None
         self.optimizer.zero_grad(set_to_none=True)
+        if loss.mi is not None:
+            scaled_mi, scaled_pose = self.scaler.scale(loss.mi), self.scaler.scale(loss.pose)
+            if measure_balance:
+                loss.parts["mi/grad_ratio"] = gradient_ratio(scaled_mi, scaled_pose, self.head_parameters).detach()
+            if self.config.loss.mi_stop_at_backbone:
+                stop_gradient_at(scaled_mi, [output.key_feature, output.support_features])
         self.scaler.scale(loss.total).backward()
         self.scaler.unscale_(self.optimizer)
         norm = torch.nn.utils.clip_grad_norm_(self.parameters, self.config.train.grad_clip or math.inf)
         if not self.amp and any_process(not bool(torch.isfinite(norm)), self.context):
-            raise self.diverged(f"non-finite gradient norm {norm.item()} (loss parts: {loss.parts})")
+            parts = {name: round(float(value), 6) for name, value in loss.parts.items()}
+            raise self.diverged(f"non-finite gradient norm {norm.item()} (loss parts: {parts})")
         self.scaler.step(self.optimizer)
         self.scaler.update()
         return loss
@@ -242,20 +263,21 @@ class Trainer:
         """Metrics line (loss and parts averaged over processes) every ``log_every`` steps."""
         p = self.progress
         lr = self.optimizer.param_groups[0]["lr"]
-        display.update(p.global_step, p.epoch, loss.total.item(), lr)
-        last_of_epoch = p.step_in_epoch == self.steps_per_epoch
-        if p.global_step % max(self.config.train.log_every, 1) == 0 or last_of_epoch:
-            names = list(loss.parts)
-            values = torch.tensor([loss.total.item(), *loss.parts.values()], dtype=torch.float64)
-            values = all_reduce_mean(values.to(self.context.device), self.context).cpu().tolist()
-            self.last_loss = values[0]
-            self.metrics.write(
-                {
-                    "kind": "train", "epoch": p.epoch, "step": p.global_step, "loss": values[0],
-                    "parts": dict(zip(names, values[1:], strict=True)), "lr": lr,
-                    "it_per_s": display.steps_per_second,
-                }
-            )  # fmt: skip
+        if not self.is_log_step(p.global_step, p.step_in_epoch):
+            display.update(p.global_step, p.epoch, None, lr)
+            return
+        names = list(loss.parts)
+        values = torch.stack([loss.total.detach(), *loss.parts.values()]).to(torch.float64)
+        values = all_reduce_mean(values, self.context).cpu().tolist()
+        self.last_loss = values[0]
+        parts = dict(zip(names, values[1:], strict=True))
+        display.update(p.global_step, p.epoch, values[0], lr, parts.get("mi/grad_ratio"))
+        self.metrics.write(
+            {
+                "kind": "train", "epoch": p.epoch, "step": p.global_step, "loss": values[0],
+                "parts": parts, "lr": lr, "it_per_s": display.steps_per_second,
+            }
+        )  # fmt: skip
 
     # -- epochs --------------------------------------------------------------------------------
 
@@ -267,8 +289,8 @@ class Trainer:
         )
         self.model.train()
         for batch in loader:
-            loss = self.step(batch)
             p = self.progress
+            loss = self.step(batch, measure_balance=self.is_log_step(p.global_step + 1, p.step_in_epoch + 1))
             self.progress = replace(p, step_in_epoch=p.step_in_epoch + 1, global_step=p.global_step + 1)
             self.log_step(loss, display)
             every = self.checkpoint_every
@@ -303,7 +325,7 @@ class Trainer:
         """Train the remaining epochs."""
         total = self.config.train.epochs * self.steps_per_epoch
         done = self.progress.epoch * self.steps_per_epoch + self.progress.step_in_epoch
-        with TrainProgress(total, done, self.config.train.log_every, self.context.is_main) as display:
+        with TrainProgress(total, done, self.context.is_main) as display:
             while self.progress.epoch < self.config.train.epochs:
                 self.train_epoch(display)
                 self.finish_epoch()
