@@ -148,25 +148,21 @@ def test_eval_crops_are_plain_and_match_the_box(dotted_windows: list[Window]) ->
     np.testing.assert_allclose(sample.simcc_x.argmax(1).numpy()[visible] / 2, expected[visible, 0], atol=0.5)
 
 
-def test_joints_off_the_crop_have_a_simcc_label_while_its_window_reaches_the_bins(dotted_windows: list[Window]) -> None:
-    """SimCC follows mmpose (a label counts while its 3-sigma window overlaps the bins); heatmap
-    targets need the joint on the crop."""
+@pytest.mark.parametrize("target", ["heatmap", "simcc"])
+def test_joints_off_the_crop_get_no_target(dotted_windows: list[Window], target: str) -> None:
+    """Off the crop means no target for either head, even where the label window would reach in."""
     window = dotted_windows[0]
     keypoints = window.keypoints.copy()
     keypoints[0, :2] = (5.0, 5.0)  # far outside the enlarged box: about (-43, -15) input pixels
-    keypoints[1, :2] = (55.0, 105.0)  # just left of it: about x = -3 input pixels
+    keypoints[1, :2] = (55.0, 105.0)  # just left of it: about x = -3 input pixels, within 3 sigma
     person = dataclasses.replace(window.person, keypoints=keypoints)
-    options = WindowDatasetOptions(input_size=INPUT_SIZE, heatmap_size=(24, 32), sigma=2.0, target="simcc")
-    windows = [dataclasses.replace(window, person=person)]
-    sample = PoseWindowDataset(windows, options)[0]
-    assert sample.keypoints[0, 2] == 1 and sample.keypoints[1, 2] == 1  # flags kept; the targets decide
+    options = WindowDatasetOptions(input_size=INPUT_SIZE, heatmap_size=(24, 32), sigma=2.0, target=target)
+    sample = PoseWindowDataset([dataclasses.replace(window, person=person)], options)[0]
+    assert sample.keypoints[0, 2] == 1 and sample.keypoints[1, 2] == 1  # the flags are the annotation's
     assert -5 < float(sample.keypoints[1, 0]) < 0
-    assert sample.target_weights[0] == 0 and float(sample.simcc_x[0].abs().sum()) == 0.0
-    assert sample.target_weights[1] == 1 and int(sample.simcc_x[1].argmax()) == 0  # points at the border
-    assert sample.target_weights[2] == 1
-    heatmap_sample = PoseWindowDataset(windows, dataclasses.replace(options, target="heatmap"))[0]
-    assert heatmap_sample.target_weights[0] == 0 and heatmap_sample.target_weights[1] == 0
-    assert float(heatmap_sample.heatmaps[:2].abs().sum()) == 0.0 and heatmap_sample.target_weights[2] == 1
+    np.testing.assert_array_equal(sample.target_weights[:3].numpy(), [0.0, 0.0, 1.0])
+    labels = sample.heatmaps if target == "heatmap" else sample.simcc_x
+    assert float(labels[:2].abs().sum()) == 0.0 and float(labels[2].abs().sum()) > 0
 
 
 def test_items_are_reproducible_per_epoch_and_across_worker_counts(dotted_windows: list[Window]) -> None:

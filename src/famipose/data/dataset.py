@@ -118,8 +118,8 @@ class WindowSample:
         heatmaps: (K, h, w) float32 targets, or None when not requested.
         simcc_x: (K, Nx) float32 targets, or None when not requested.
         simcc_y: (K, Ny) float32 targets, or None when not requested.
-        target_weights: (K,) float32 loss weights: 0 for unlabelled joints and for joints without
-            a target (heatmaps: centre off the crop; SimCC: label window off the bins, as mmpose).
+        target_weights: (K,) float32 loss weights: 0 for unlabelled joints and for joints whose
+            centre lies off the crop (see ``_encode_targets``).
         keypoints: (K, 3) float32 ``(x, y, visible)`` in input pixels.
         meta: provenance and crop.
     """
@@ -301,20 +301,20 @@ class _Targets:
 def _encode_targets(keypoints: np.ndarray, options: WindowDatasetOptions) -> _Targets:
     """Heatmap and/or SimCC targets of (K, 3) input-pixel keypoints; weights are their product.
 
-    Which joints get a target: SimCC follows mmpose's ``SimCCLabel`` (the label's 3-sigma window
-    must overlap the bins, so a joint just off the crop still has one); heatmaps keep only joints
-    whose centre lies on the crop. HRNet's own rule (the Gaussian window overlapping the heatmap)
-    cost the tiny SynthTrack stage 1 3.2 AP (46.2 against 49.4, docs/results.md): with the tiny
-    configs' wide heatmap Gaussians it labels joints up to 24 input pixels off the crop.
+    Only joints whose centre lies on the crop get a target, for both heads. HRNet's and mmpose's
+    codecs also label a joint off the crop while its Gaussian's 3-sigma window reaches the map or
+    the bins (our codecs implement that rule too); on SynthTrack that cost the tiny stage 1 3.2 AP
+    with heatmaps (46.2 against 49.4) and with SimCC (30.8 against 34.0), docs/results.md.
     """
     points, visible = keypoints[None, :, :2], keypoints[None, :, 2]  # (1, K, 2), (1, K)
+    width, height = options.input_size
+    on_crop = np.all((points >= 0) & (points <= (width - 1, height - 1)), axis=-1)  # (1, K)
+    visible = visible * on_crop
     weights = visible[0].astype(np.float32)  # (K,)
     heatmaps = simcc_x = simcc_y = None
     if options.target in ("heatmap", "both"):
-        width, height = options.input_size
-        on_crop = np.all((points >= 0) & (points <= (width - 1, height - 1)), axis=-1)  # (1, K)
         maps, map_weights = encode_heatmaps(
-            points, visible * on_crop, options.input_size, options.heatmap_size, options.sigma
+            points, visible, options.input_size, options.heatmap_size, options.sigma
         )
         heatmaps = torch.from_numpy(maps[0])  # (K, h, w)
         weights = weights * map_weights[0]
