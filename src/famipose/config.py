@@ -117,7 +117,8 @@ class HeadConfig:
         simcc_mode: ``sa-simdr`` (Gaussian-smoothed labels) or ``simdr`` (one-hot labels at the
             nearest bin; ``simcc_sigma`` unused), the two label kinds of the SimCC paper.
         simcc_sigma: Gaussian label standard deviation in *bins* (``sa-simdr``), as mmpose's
-            ``SimCCLabel``: 6 bins at k = 2 is 3 input pixels (mmpose's SimCC-ResNet-50 256x192).
+            ``SimCCLabel``: 6 bins at k = 2 is 3 input pixels (mmpose's SimCC-ResNet-50 256x192,
+            the W48 configs); the tiny 96x128 configs scale it with the crop to 3 bins.
     """
 
     kind: str = "heatmap"

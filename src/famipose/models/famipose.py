@@ -170,21 +170,13 @@ class FamiPose(nn.Module):
         """Apply the detection head to any feature map (B, C, h, w)."""
         return _as_logits(self._head_module(probe=False)(features))
 
-    def probe(self, features: Tensor, detach_head: bool = False) -> PoseLogits:
+    def probe(self, features: Tensor) -> PoseLogits:
         """Read a feature map (B, C, h, w) through the head the MI loss uses.
 
         The paper variant shares its detection head; the released code reads every feature through
         HRNet's ``final_layer``.
-
-        Args:
-            features: Any feature map of the backbone's width.
-            detach_head: Use the head's weights as constants, so gradients reach only the features.
         """
-        head = self._head_module(probe=True)
-        if not detach_head:
-            return _as_logits(head(features))
-        frozen = {name: p.detach() for name, p in head.named_parameters()}
-        return _as_logits(torch.func.functional_call(head, frozen, (features,)))
+        return _as_logits(self._head_module(probe=True)(features))
 
     def forward(self, key: Tensor, supports: Tensor | None = None) -> FamiPoseOutput:
         """Estimate the key frame's pose.

@@ -1,0 +1,112 @@
+"""The loss layer on the demo's data: what the MI objective costs or adds, and SimCC against heatmaps.
+
+On the demo's SynthTrack set (``famipose.demo.DemoSettings``), from the demo's stage-1 checkpoint,
+every stage-2 arm trains the demo's stage-2 budget (same epochs, same steps):
+
+* ``famipose_no_mi`` and ``famipose_no_mi_frozen``: FAMI-Pose without MI, trainable / frozen backbone;
+* ``famipose_vsd_frozen``: FAMI-Pose + the paper's MI (``vsd``), frozen backbone (the paper's setting);
+* ``famipose_vsd``: the same with a trainable backbone, MI stopped at the backbone;
+* ``official`` and ``official_no_mi``: the released-code variant with and without the released MI
+  arithmetic (trainable backbone);
+* ``famipose_simcc_vsd``: FAMI-Pose with a SimCC head + ``vsd`` MI, from the SimCC stage 1.
+
+and the two stage-1 heads train the same epochs from scratch: ``stage1_heatmap`` (the demo's stage
+1, which every stage-2 arm starts from) and ``stage1_simcc``. Prints the per-joint AP table and, for
+every arm with MI, ‖∇(α·L_MI)‖ / ‖∇L_pose‖ at its first and last logged step (writes both as JSON).
+An interrupted run continues: finished arms (``result.json`` in their folder) are not retrained.
+
+    .venv/bin/python benchmarks/loss_layer.py --out runs/loss_layer
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from famipose.demo import DemoSettings, ap_table, generate_data, stage_config
+from famipose.engine.logging import read_metrics, setup_logging
+from famipose.engine.train import train
+
+STAGE2_ARMS: dict[str, tuple[str, str, list[str]]] = {  # name: (config, stage-1 arm it starts from, overrides)
+    "famipose_no_mi": ("synthtrack_famipose_nomi_tiny", "stage1_heatmap", []),
+    "famipose_no_mi_frozen": ("synthtrack_famipose_nomi_tiny", "stage1_heatmap", ["model.backbone.frozen=true"]),
+    "famipose_vsd_frozen": ("synthtrack_famipose_tiny", "stage1_heatmap", ["model.backbone.frozen=true"]),
+    "famipose_vsd": ("synthtrack_famipose_tiny", "stage1_heatmap", []),
+    "official": ("synthtrack_famipose_official_tiny", "stage1_heatmap", []),
+    "official_no_mi": ("synthtrack_famipose_official_tiny", "stage1_heatmap", ["loss.mi_form=none"]),
+    "famipose_simcc_vsd": ("synthtrack_famipose_simcc_tiny", "stage1_simcc", []),
+}
+
+
+def parse_args() -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("runs/loss_layer"))
+    parser.add_argument("--arms", nargs="*", default=list(STAGE2_ARMS), choices=list(STAGE2_ARMS))
+    parser.add_argument(
+        "--seed", type=int, default=0, help="stage-2 seed (data and stage 1 keep the demo's); runs go to <arm>_seed<N>"
+    )
+    return parser.parse_args()
+
+
+def grad_ratios(run_dir: Path) -> tuple[float, float] | None:
+    """The MI/pose gradient ratio at the first and the last logged step of a run, if it has MI."""
+    ratios = [
+        record["parts"]["mi/grad_ratio"]
+        for record in read_metrics(run_dir / "metrics.jsonl")
+        if record["kind"] == "train" and "mi/grad_ratio" in record["parts"]
+    ]
+    return (ratios[0], ratios[-1]) if ratios else None
+
+
+def run_arm(out: Path, name: str, config: str, epochs: int, extra: list[str], settings: DemoSettings) -> dict:
+    """Train one arm (unless its result is on disk) and return its AP per group and gradient ratios."""
+    run_dir = out / name
+    result_path = run_dir / "result.json"
+    if result_path.is_file():
+        return json.loads(result_path.read_text())
+    result = train(stage_config(config, out / "synthtrack", settings, epochs, extra), run_dir)
+    assert result.last_eval is not None, f"{name} did not evaluate"
+    record = {
+        "ap": {**result.last_eval.grouped, "Total": result.last_eval.total},
+        "grad_ratio": grad_ratios(run_dir),
+        "best_checkpoint": str(result.best_checkpoint or result.last_checkpoint),
+    }
+    result_path.write_text(json.dumps(record, indent=2))
+    return record
+
+
+def main() -> None:
+    """Train the stage-1 heads and the stage-2 arms, then print the table."""
+    args = parse_args()
+    setup_logging()
+    settings = DemoSettings()
+    out = args.out.resolve()
+    if not (out / "synthtrack" / "annotations" / "val").is_dir():
+        generate_data(out / "synthtrack", settings)
+    stage1 = settings.stage1_epochs
+    results = {
+        "stage1_heatmap": run_arm(out, "stage1_heatmap", "synthtrack_single_frame_tiny", stage1, [], settings),
+        "stage1_simcc": run_arm(
+            out, "stage1_simcc", "synthtrack_single_frame_tiny", stage1, ["model.head.kind=simcc"], settings
+        ),
+    }
+    stage2 = DemoSettings(seed=args.seed)
+    for name in args.arms:
+        config, start, extra = STAGE2_ARMS[name]
+        init = f"train.init_from={results[start]['best_checkpoint']}"
+        run_name = name if args.seed == 0 else f"{name}_seed{args.seed}"
+        results[run_name] = run_arm(out, run_name, config, settings.stage2_epochs, [init, *extra], stage2)
+
+    (out / f"loss_layer_seed{args.seed}.json").write_text(json.dumps(results, indent=2))
+    print("\n".join(ap_table("arm", {name: record["ap"] for name, record in results.items()})))
+    print("\n| arm | ‖∇MI‖/‖∇pose‖ first logged step | last logged step |\n|---|---|---|")
+    for name, record in results.items():
+        if record["grad_ratio"] is not None:
+            first, last = record["grad_ratio"]
+            print(f"| {name} | {first:.3g} | {last:.3g} |")
+
+
+if __name__ == "__main__":
+    main()
