@@ -77,3 +77,30 @@ def test_invalid_yaml_names_file(tmp_path):
     path.write_text("model: [unclosed\n")
     with pytest.raises(ConfigError, match=r"broken\.yaml"):
         load_config(path)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["posetrack17_famipose_official_w48", "posetrack18_famipose_official_w48", "posetrack21_famipose_official_w48"],
+)
+def test_official_posetrack_configs_carry_the_released_recipe(name):
+    """The released trainer: Adam 1e-3, LR_STEP [8, 12, 16] x0.1, 21 epochs, batch 48 on one GPU,
+    fp32; JointMSELoss without the 0.5 (pose_weight 2); MI α = 0.5, β = 0.1, T = 0.05."""
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml")
+    train, loss = cfg.train, cfg.loss
+    assert (train.optimizer, train.lr, train.milestones, train.gamma, train.epochs) == (
+        "adam",
+        1e-3,
+        (8, 12, 16),
+        0.1,
+        21,
+    )
+    assert (train.batch_size, train.amp) == (48, False)
+    assert (loss.pose_weight, loss.mi_form, loss.mi_weight, loss.mi_lambda, loss.mi_temperature) == (
+        2.0,
+        "official",
+        0.5,
+        0.1,
+        0.05,
+    )
+    assert cfg.model.backbone.frozen and cfg.model.backbone.frozen_bn == "train" and not loss.mi_stop_at_backbone

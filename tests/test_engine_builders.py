@@ -109,3 +109,30 @@ def test_init_from_without_a_common_key_fails(tmp_path: Path) -> None:
     model = torch.nn.Linear(2, 2)
     with pytest.raises(CheckpointError, match=r"other\.pth"):
         load_matching(model, tmp_path / "other.pth")
+
+
+@pytest.mark.parametrize(("mode", "sigma"), [("sa-simdr", 3.0), ("sa-simdr", 5.0), ("simdr", 3.0)])
+def test_simcc_labels_take_sigma_in_bins_and_the_configured_mode(
+    synthtrack_root: Path, mode: str, sigma: float
+) -> None:
+    """``model.head.simcc_sigma`` is the label's standard deviation in bins; ``simdr`` is one-hot."""
+    import numpy as np
+
+    from famipose.engine.builders import build_train_dataset
+
+    config = load_config(
+        CONFIGS / "synthtrack_single_frame_tiny.yaml",
+        [f"data.root={synthtrack_root}", "model.head.kind=simcc", f"model.head.simcc_mode={mode}",
+         f"model.head.simcc_sigma={sigma}"],
+    )  # fmt: skip
+    sample = build_train_dataset(config)[0]
+    bins = np.arange(sample.simcc_x.shape[-1])
+    for joint in np.flatnonzero(sample.target_weights.numpy() > 0):
+        label = sample.simcc_x[joint].numpy().astype(np.float64)
+        centre = 2.0 * float(sample.keypoints[joint, 0])  # k = 2 bins per input pixel
+        if mode == "simdr":
+            assert label.sum() == 1.0 and label.argmax() == round(centre)
+        elif 3 * sigma < centre < len(bins) - 1 - 3 * sigma:  # the whole Gaussian fits in the bins
+            p = label / label.sum()
+            std = np.sqrt((p * (bins - (p * bins).sum()) ** 2).sum())
+            assert std == pytest.approx(sigma, rel=0.02)
