@@ -74,7 +74,7 @@ def main() -> None:
     for name in names:
         config = load_config(CONFIGS / f"{name}.yaml")
         ratio = measure(name, args)
-        cell = "no data given" if ratio is None else f"{ratio:.3g}"
+        cell = "no data given" if ratio is None else f"{ratio:.4g}"
         frozen = "frozen" if config.model.backbone.frozen else "trainable"
         print(f"| {name} | {config.loss.mi_form} | {config.model.backbone.name}, {frozen} | {cell} |", flush=True)
 
