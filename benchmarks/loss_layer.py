@@ -6,6 +6,7 @@ every stage-2 arm trains the demo's stage-2 budget (same epochs, same steps):
 * ``famipose_no_mi`` and ``famipose_no_mi_frozen``: FAMI-Pose without MI, trainable / frozen backbone;
 * ``famipose_vsd_frozen``: FAMI-Pose + the paper's MI (``vsd``), frozen backbone (the paper's setting);
 * ``famipose_vsd``: the same with a trainable backbone, MI stopped at the backbone;
+* ``famipose_vsd_frozen_no_<term>``: the paper's ablation, one maximised term removed (frozen);
 * ``official`` and ``official_no_mi``: the released-code variant with and without the released MI
   arithmetic (trainable backbone);
 * ``famipose_simcc_vsd``: FAMI-Pose with a SimCC head + ``vsd`` MI, from the SimCC stage 1.
@@ -33,6 +34,12 @@ STAGE2_ARMS: dict[str, tuple[str, str, list[str]]] = {  # name: (config, stage-1
     "famipose_no_mi_frozen": ("synthtrack_famipose_nomi_tiny", "stage1_heatmap", ["model.backbone.frozen=true"]),
     "famipose_vsd_frozen": ("synthtrack_famipose_tiny", "stage1_heatmap", ["model.backbone.frozen=true"]),
     "famipose_vsd": ("synthtrack_famipose_tiny", "stage1_heatmap", []),
+    **{  # the paper's ablation, frozen backbone: one maximised term removed (the minimised ones carry no gradient)
+        f"famipose_vsd_frozen_no_{term}": (
+            "synthtrack_famipose_tiny", "stage1_heatmap", ["model.backbone.frozen=true", f"loss.mi_terms.{term}=0"]
+        )
+        for term in ("task_enhanced", "key_enhanced", "support_enhanced")
+    },
     "official": ("synthtrack_famipose_official_tiny", "stage1_heatmap", []),
     "official_no_mi": ("synthtrack_famipose_official_tiny", "stage1_heatmap", ["loss.mi_form=none"]),
     "famipose_simcc_vsd": ("synthtrack_famipose_simcc_tiny", "stage1_simcc", []),
