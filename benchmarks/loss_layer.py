@@ -12,8 +12,10 @@ every stage-2 arm trains the demo's stage-2 budget (same epochs, same steps):
 * ``famipose_simcc_vsd``: FAMI-Pose with a SimCC head + ``vsd`` MI, from the SimCC stage 1.
 
 and the two stage-1 heads train the same epochs from scratch: ``stage1_heatmap`` (the demo's stage
-1, which every stage-2 arm starts from) and ``stage1_simcc``. Prints the per-joint AP table and, for
-every arm with MI, ‖∇(α·L_MI)‖ / ‖∇L_pose‖ at its first and last logged step (writes both as JSON).
+1, which every stage-2 arm of every seed starts from) and ``stage1_simcc``; with ``--seed N`` both
+also train under seed N (``stage1_<head>_seedN``), so the heads compare over seeds. Prints the
+per-joint AP table and, for every arm with MI, ‖∇(α·L_MI)‖ / ‖∇L_pose‖ at its first and last
+logged step (writes both as JSON).
 An interrupted run continues: finished arms (``result.json`` in their folder) are not retrained.
 
     .venv/bin/python benchmarks/loss_layer.py --out runs/loss_layer
@@ -34,6 +36,9 @@ STAGE2_ARMS: dict[str, tuple[str, str, list[str]]] = {  # name: (config, stage-1
     "famipose_no_mi_frozen": ("synthtrack_famipose_nomi_tiny", "stage1_heatmap", ["model.backbone.frozen=true"]),
     "famipose_vsd_frozen": ("synthtrack_famipose_tiny", "stage1_heatmap", ["model.backbone.frozen=true"]),
     "famipose_vsd": ("synthtrack_famipose_tiny", "stage1_heatmap", []),
+    "famipose_vsd_frozen_spatial": (
+        "synthtrack_famipose_tiny", "stage1_heatmap", ["model.backbone.frozen=true", "loss.mi_feature_axis=spatial"]
+    ),
     **{  # the paper's ablation, frozen backbone: one maximised term removed (the minimised ones carry no gradient)
         f"famipose_vsd_frozen_no_{term}": (
             "synthtrack_famipose_tiny", "stage1_heatmap", ["model.backbone.frozen=true", f"loss.mi_terms.{term}=0"]
@@ -52,7 +57,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=Path("runs/loss_layer"))
     parser.add_argument("--arms", nargs="*", default=list(STAGE2_ARMS), choices=list(STAGE2_ARMS))
     parser.add_argument(
-        "--seed", type=int, default=0, help="stage-2 seed (data and stage 1 keep the demo's); runs go to <arm>_seed<N>"
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the stage-1 heads and stage-2 arms (data keeps the demo's; stage 2 starts from the "
+        "demo's seed-0 stage 1); runs go to <arm>_seed<N>",
     )
     return parser.parse_args()
 
@@ -92,19 +101,18 @@ def main() -> None:
     out = args.out.resolve()
     if not (out / "synthtrack" / "annotations" / "val").is_dir():
         generate_data(out / "synthtrack", settings)
-    stage1 = settings.stage1_epochs
-    results = {
-        "stage1_heatmap": run_arm(out, "stage1_heatmap", "synthtrack_single_frame_tiny", stage1, [], settings),
-        "stage1_simcc": run_arm(
-            out, "stage1_simcc", "synthtrack_single_frame_tiny", stage1, ["model.head.kind=simcc"], settings
-        ),
-    }
-    stage2 = DemoSettings(seed=args.seed)
+    seeded = DemoSettings(seed=args.seed)
+    suffix = "" if args.seed == 0 else f"_seed{args.seed}"
+    results: dict[str, dict] = {}
+    for name_suffix, seed_settings in {"": settings, suffix: seeded}.items():  # the demo's stage 1 starts stage 2
+        for head, extra in (("heatmap", []), ("simcc", ["model.head.kind=simcc"])):
+            name = f"stage1_{head}{name_suffix}"
+            config = "synthtrack_single_frame_tiny"
+            results[name] = run_arm(out, name, config, settings.stage1_epochs, extra, seed_settings)
     for name in args.arms:
         config, start, extra = STAGE2_ARMS[name]
         init = f"train.init_from={results[start]['best_checkpoint']}"
-        run_name = name if args.seed == 0 else f"{name}_seed{args.seed}"
-        results[run_name] = run_arm(out, run_name, config, settings.stage2_epochs, [init, *extra], stage2)
+        results[name + suffix] = run_arm(out, name + suffix, config, settings.stage2_epochs, [init, *extra], seeded)
 
     (out / f"loss_layer_seed{args.seed}.json").write_text(json.dumps(results, indent=2))
     print("\n".join(ap_table("arm", {name: record["ap"] for name, record in results.items()})))

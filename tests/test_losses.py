@@ -129,6 +129,44 @@ def test_feature_divergence_by_hand_warp_invariant_and_teacher_detached():
     assert feature_divergence(reference, torch.roll(reference, 1, dims=3), 1.0).item() == pytest.approx(0, abs=1e-7)
 
 
+def test_spatial_feature_divergence_by_hand_and_blind_to_channel_offsets():
+    teacher = torch.tensor([[[[0.0, 1.0]], [[2.0, 2.0]]]])  # (N=1, C=2, h=1, w=2)
+    student = torch.tensor([[[[1.0, 0.0]], [[0.0, 3.0]]]], requires_grad=True)
+    expected = 0.0
+    for c in range(2):  # per channel, a distribution over the two positions; mean over positions
+        p, q = torch.softmax(teacher[0, c, 0], 0), torch.softmax(student[0, c, 0].detach(), 0)
+        expected += float((p * (p / q).log()).sum()) / 2
+    value = feature_divergence(teacher, student, 1.0, "spatial")
+    assert value.item() == pytest.approx(expected / 2, rel=1e-6)  # mean over the C = 2 channels
+    # A per-channel offset (a bias, a BatchNorm shift) changes no spatial distribution, so it gets
+    # neither a different value nor a gradient: the channel sum of the gradient is zero.
+    shifted = student.detach() + torch.tensor([5.0, -3.0]).view(1, 2, 1, 1)
+    assert feature_divergence(teacher, shifted, 1.0, "spatial").item() == pytest.approx(expected / 2, rel=1e-5)
+    value.backward()
+    torch.testing.assert_close(student.grad.sum(dim=(2, 3)), torch.zeros(1, 2), atol=1e-7, rtol=0)
+
+
+def test_spatial_vsd_pairs_each_gtm_warped_support_with_the_enhanced_feature():
+    cfg, model, _ = _model_and_output("famipose_tiny", "loss.mi_feature_axis=spatial")
+    with torch.no_grad():  # leave the start, where Z̃_t = Z_t and the warp is the identity
+        model.fuse_residual.weight.normal_(std=0.1)
+        model.gtm.to_params.bias.add_(torch.tensor([0.1, 0.0, 0.3, 0.0, 0.1, -0.2]))
+    gen = torch.Generator().manual_seed(0)
+    out = model(torch.randn(2, 3, 128, 96, generator=gen), torch.randn(2, 4, 3, 128, 96, generator=gen))
+    terms = mi_divergences_vsd(out, _targets(2, cfg.model), model.probe, cfg.loss)
+    assert terms["key_enhanced"].item() > 1e-6
+    assert not torch.allclose(out.coarse_supports, out.support_features, atol=1e-3)
+    enhanced = out.enhanced_feature
+
+    def spatial_kl(teacher, student):  # kl_div of per-channel softmaxes over positions, mean over all
+        log_student = F.log_softmax(student.flatten(2), -1)
+        return F.kl_div(log_student, F.softmax(teacher.flatten(2), -1), reduction="none").mean()
+
+    assert terms["key_enhanced"].item() == pytest.approx(spatial_kl(out.key_feature, enhanced).item(), rel=1e-5)
+    pairs = [spatial_kl(out.coarse_supports[:, s], enhanced) for s in range(cfg.model.num_supports)]
+    assert terms["support_enhanced"].item() == pytest.approx(torch.stack(pairs).mean().item(), rel=1e-5)
+
+
 def _targets(batch: int, cfg) -> PoseTargets:
     gen = torch.Generator().manual_seed(1)
     w, h = cfg.heatmap_size

@@ -49,7 +49,9 @@ as VSD does; I(a; b) >= const - D is the variational bound.
 * Feature terms, I(A; B): KL(sg c(A) ‖ c(B)) between channel distributions c(Z) = softmax over C
   of the spatially averaged feature at temperature τ. Mutual information is invariant under
   invertible maps, such as the warp between a support and the key frame, and so is c; an estimator
-  that compared positions would pull Z̃_t towards the unaligned supports.
+  that compared positions would pull Z̃_t towards the unaligned supports. ``loss.mi_feature_axis:
+  spatial`` uses the release's distribution instead (per channel, a softmax over positions; blind
+  to per-channel offsets) and reads each support after the GTM warp, where positions correspond.
 * Every divergence is a *mean* over its support (pixels, bins or channels) and then over joints
   and samples, so its scale does not grow with h·w, the number of bins or the width C.
 
@@ -205,21 +207,37 @@ def mi_coefficients(lam: float) -> dict[str, float]:
     }
 
 
-def channel_log_distribution(feature: Tensor, temperature: float) -> Tensor:
-    """log c(Z): log-softmax over channels of the spatially averaged feature (N, C, h, w) -> (N, C)."""
-    return F.log_softmax(feature.mean(dim=(2, 3)) / temperature, -1)
+def feature_log_distribution(feature: Tensor, temperature: float, axis: str) -> Tensor:
+    """log c(Z) of a feature (N, C, h, w).
+
+    ``channel``: log-softmax over C of the spatially averaged feature, (N, C). ``spatial``: for each
+    channel, log-softmax over the h·w positions, (N, C, h·w).
+    """
+    if axis == "channel":
+        return F.log_softmax(feature.mean(dim=(2, 3)) / temperature, -1)
+    return F.log_softmax(feature.flatten(2) / temperature, -1)
 
 
-def feature_divergence(teacher: Tensor, student: Tensor, temperature: float) -> Tensor:
-    """KL(sg c(teacher) ‖ c(student)), mean over channels and rows: estimates -I(teacher; student).
+def feature_divergence(teacher: Tensor, student: Tensor, temperature: float, axis: str = "channel") -> Tensor:
+    """KL(sg c(teacher) ‖ c(student)), a mean over the distribution's support and rows.
+
+    Estimates -I(teacher; student) up to a constant.
 
     Args:
         teacher: (N, C, h, w); treated as a constant.
         student: (N, C, h, w); gradients flow here.
         temperature: Softmax temperature τ.
+        axis: ``channel`` or ``spatial`` (:func:`feature_log_distribution`).
     """
-    reference = channel_log_distribution(teacher.detach(), temperature).exp()  # (N, C)
-    return mean_kl(reference, channel_log_distribution(student, temperature)).mean()
+    reference = feature_log_distribution(teacher.detach(), temperature, axis).exp()
+    return mean_kl(reference, feature_log_distribution(student, temperature, axis)).mean()
+
+
+def _coarse_supports(output: FamiPoseOutput) -> Tensor:
+    coarse = output.coarse_supports
+    if coarse is None:
+        raise ValueError("loss.mi_feature_axis=spatial needs the GTM-warped supports (a FAMI-Pose variant with a GTM)")
+    return coarse  # (B, S, C, h, w)
 
 
 def mi_divergences_vsd(
@@ -238,15 +256,19 @@ def mi_divergences_vsd(
     num_supports = supports.shape[1]
     raw_supports = supports.flatten(0, 1)  # (B*S, C, h, w)
     enhanced = output.enhanced_feature  # (B, C, h, w)
+    axis = config.mi_feature_axis
+    # I(Z_{t+δ}; Z̃_t) = I(warp(Z_{t+δ}); Z̃_t) for an invertible warp: a spatial distribution reads
+    # the support after the GTM, so positions are compared where they correspond.
+    support_teacher = raw_supports if axis == "channel" else _coarse_supports(output).flatten(0, 1)
     with torch.no_grad():  # the minimised task terms: reported, no gradient (module docstring)
         task_support = pose_loss(probe(raw_supports), targets.repeat_each(num_supports), config)
         task_key = pose_loss(probe(output.key_feature), targets, config)
     return {
         "task_enhanced": pose_loss(probe(enhanced), targets, config),
-        "key_enhanced": feature_divergence(output.key_feature, enhanced, config.mi_temperature),
+        "key_enhanced": feature_divergence(output.key_feature, enhanced, config.mi_temperature, axis),
         "task_support": task_support,
         "support_enhanced": feature_divergence(
-            raw_supports, enhanced.repeat_interleave(num_supports, 0), config.mi_temperature
+            support_teacher, enhanced.repeat_interleave(num_supports, 0), config.mi_temperature, axis
         ),
         "task_key": task_key,
     }
