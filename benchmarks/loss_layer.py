@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import statistics
 from pathlib import Path
 
 from famipose.demo import DemoSettings, ap_table, generate_data, stage_config
@@ -63,7 +65,27 @@ def parse_args() -> argparse.Namespace:
         help="seed of the stage-1 heads and stage-2 arms (data keeps the demo's; stage 2 starts from the "
         "demo's seed-0 stage 1); runs go to <arm>_seed<N>",
     )
+    parser.add_argument(
+        "--summary", action="store_true", help="train nothing: mean ± std over the seeds of every finished arm"
+    )
     return parser.parse_args()
+
+
+def summarise(out: Path) -> list[str]:
+    """Markdown lines: per arm, Total AP mean ± sample std and n over its seed folders, and the runs' ratios."""
+    groups: dict[str, list[dict]] = {}
+    for result_path in sorted(out.glob("*/result.json")):
+        arm = re.sub(r"_seed\d+$", "", result_path.parent.name)
+        groups.setdefault(arm, []).append(json.loads(result_path.read_text()))
+    lines = ["| arm | Total AP mean ± std (n) | runs | ‖∇MI‖/‖∇pose‖ first → last |", "|---|---|---|---|"]
+    for arm, records in groups.items():
+        totals = [record["ap"]["Total"] for record in records]
+        spread = f" ± {statistics.stdev(totals):.2f}" if len(totals) > 1 else ""
+        ratios = [r["grad_ratio"] for r in records if r.get("grad_ratio")]
+        ratio_text = ", ".join(f"{first:.3g} → {last:.3g}" for first, last in ratios) or "—"
+        runs = ", ".join(f"{t:.1f}" for t in totals)
+        lines.append(f"| {arm} | {statistics.fmean(totals):.2f}{spread} ({len(totals)}) | {runs} | {ratio_text} |")
+    return lines
 
 
 def grad_ratios(run_dir: Path) -> tuple[float, float] | None:
@@ -96,9 +118,12 @@ def run_arm(out: Path, name: str, config: str, epochs: int, extra: list[str], se
 def main() -> None:
     """Train the stage-1 heads and the stage-2 arms, then print the table."""
     args = parse_args()
+    out = args.out.resolve()
+    if args.summary:
+        print("\n".join(summarise(out)))
+        return
     setup_logging()
     settings = DemoSettings()
-    out = args.out.resolve()
     if not (out / "synthtrack" / "annotations" / "val").is_dir():
         generate_data(out / "synthtrack", settings)
     seeded = DemoSettings(seed=args.seed)

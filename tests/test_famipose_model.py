@@ -7,6 +7,7 @@ import torch
 
 from famipose.config import load_config
 from famipose.models.famipose import FamiPose, FamiPoseOutput
+from famipose.models.heads import SimCCHead
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TINY = ["single_frame_tiny", "famipose_tiny", "famipose_official_tiny", "famipose_simcc_tiny"]
@@ -105,3 +106,11 @@ def test_bad_supports_and_groups_rejected():
     bad = load_config(CONFIGS / "famipose_tiny.yaml", ["model.lcm.offset_groups=3"]).model
     with pytest.raises(ValueError, match="offset_groups"):
         FamiPose(bad)
+
+
+def test_simcc_head_starts_with_mmposes_init():
+    torch.manual_seed(0)
+    head = SimCCHead(in_channels=48, num_joints=17, feature_size=(48, 64), input_size=(192, 256), split_ratio=2.0)
+    for layer, std in ((head.joint_maps, 0.001), (head.to_x, 0.01), (head.to_y, 0.01)):
+        assert layer.weight.std().item() == pytest.approx(std, rel=0.03)  # PyTorch's default: U(±1/√fan_in)
+        assert torch.count_nonzero(layer.bias) == 0

@@ -77,7 +77,8 @@ class SimCCHead(nn.Module):
     """SimCC head (Li et al., ECCV 2022): per-joint 1-D classification of x and y.
 
     A 1x1 convolution maps the features to K maps, each flattened to h*w values and classified
-    into Wx horizontal and Ny vertical bins by two linear layers shared over joints.
+    into Wx horizontal and Ny vertical bins by two linear layers shared over joints. Initialised as
+    mmpose's ``SimCCHead``: convolution N(0, 0.001), linear layers N(0, 0.01), biases 0.
 
     Args:
         in_channels: Feature channels C.
@@ -103,6 +104,9 @@ class SimCCHead(nn.Module):
         self.joint_maps = nn.Conv2d(in_channels, num_joints, 1)
         self.to_x = nn.Linear(flat, round(input_size[0] * split_ratio))
         self.to_y = nn.Linear(flat, round(input_size[1] * split_ratio))
+        for layer, std in ((self.joint_maps, 0.001), (self.to_x, 0.01), (self.to_y, 0.01)):
+            nn.init.normal_(layer.weight, std=std)
+            nn.init.zeros_(layer.bias)
 
     def forward(self, features: Tensor) -> PoseLogits:
         """Features (B, C, h, w) -> simcc_x (B, K, Wx), simcc_y (B, K, Ny)."""
