@@ -129,7 +129,10 @@ def main() -> None:
     seeded = DemoSettings(seed=args.seed)
     suffix = "" if args.seed == 0 else f"_seed{args.seed}"
     results: dict[str, dict] = {}
-    for name_suffix, seed_settings in {"": settings, suffix: seeded}.items():  # the demo's stage 1 starts stage 2
+    stage1_runs = {suffix: seeded}
+    if args.arms:  # stage 2 starts from the demo's stage 1, whatever the seed
+        stage1_runs[""] = settings
+    for name_suffix, seed_settings in stage1_runs.items():
         for head, extra in (("heatmap", []), ("simcc", ["model.head.kind=simcc"])):
             name = f"stage1_{head}{name_suffix}"
             config = "synthtrack_single_frame_tiny"
