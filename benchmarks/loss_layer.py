@@ -12,8 +12,8 @@ every stage-2 arm trains the demo's stage-2 budget (same epochs, same steps):
 * ``famipose_simcc_vsd``: FAMI-Pose with a SimCC head + ``vsd`` MI, from the SimCC stage 1.
 
 and the two stage-1 heads train the same epochs from scratch: ``stage1_heatmap`` (the demo's stage
-1, which every stage-2 arm of every seed starts from) and ``stage1_simcc``; with ``--seed N`` both
-also train under seed N (``stage1_<head>_seedN``), so the heads compare over seeds. Prints the
+1, which every stage-2 arm of every seed starts from) and ``stage1_simcc``; under ``--seed N`` they
+train with seed N (``stage1_<head>_seedN``), so the heads compare over seeds. Prints the
 per-joint AP table and, for every arm with MI, ‖∇(α·L_MI)‖ / ‖∇L_pose‖ at its first and last
 logged step (writes both as JSON).
 An interrupted run continues: finished arms (``result.json`` in their folder) are not retrained.
@@ -33,6 +33,8 @@ from famipose.demo import DemoSettings, ap_table, generate_data, stage_config
 from famipose.engine.logging import read_metrics, setup_logging
 from famipose.engine.train import train
 
+STAGE1_CONFIG = "synthtrack_single_frame_tiny"
+STAGE1_ARMS: dict[str, list[str]] = {"stage1_heatmap": [], "stage1_simcc": ["model.head.kind=simcc"]}  # name: overrides
 STAGE2_ARMS: dict[str, tuple[str, str, list[str]]] = {  # name: (config, stage-1 arm it starts from, overrides)
     "famipose_no_mi": ("synthtrack_famipose_nomi_tiny", "stage1_heatmap", []),
     "famipose_no_mi_frozen": ("synthtrack_famipose_nomi_tiny", "stage1_heatmap", ["model.backbone.frozen=true"]),
@@ -57,13 +59,14 @@ def parse_args() -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/loss_layer"))
-    parser.add_argument("--arms", nargs="*", default=list(STAGE2_ARMS), choices=list(STAGE2_ARMS))
+    arms = [*STAGE1_ARMS, *STAGE2_ARMS]
+    parser.add_argument("--arms", nargs="*", default=arms, choices=arms)
     parser.add_argument(
         "--seed",
         type=int,
         default=0,
-        help="seed of the stage-1 heads and stage-2 arms (data keeps the demo's; stage 2 starts from the "
-        "demo's seed-0 stage 1); runs go to <arm>_seed<N>",
+        help="seed of the arms (data keeps the demo's; stage 2 starts from the demo's seed-0 stage 1, "
+        "trained first if missing); runs go to <arm>_seed<N>",
     )
     parser.add_argument(
         "--summary", action="store_true", help="train nothing: mean ± std over the seeds of every finished arm"
@@ -129,17 +132,20 @@ def main() -> None:
     seeded = DemoSettings(seed=args.seed)
     suffix = "" if args.seed == 0 else f"_seed{args.seed}"
     results: dict[str, dict] = {}
-    stage1_runs = {suffix: seeded}
-    if args.arms:  # stage 2 starts from the demo's stage 1, whatever the seed
-        stage1_runs[""] = settings
-    for name_suffix, seed_settings in stage1_runs.items():
-        for head, extra in (("heatmap", []), ("simcc", ["model.head.kind=simcc"])):
-            name = f"stage1_{head}{name_suffix}"
-            config = "synthtrack_single_frame_tiny"
-            results[name] = run_arm(out, name, config, settings.stage1_epochs, extra, seed_settings)
+
+    def stage1(name: str, run_settings: DemoSettings, run_suffix: str) -> dict:
+        run_name = name + run_suffix
+        if run_name not in results:
+            extra = STAGE1_ARMS[name]
+            results[run_name] = run_arm(out, run_name, STAGE1_CONFIG, settings.stage1_epochs, extra, run_settings)
+        return results[run_name]
+
     for name in args.arms:
+        if name in STAGE1_ARMS:
+            stage1(name, seeded, suffix)
+            continue
         config, start, extra = STAGE2_ARMS[name]
-        init = f"train.init_from={results[start]['best_checkpoint']}"
+        init = f"train.init_from={stage1(start, settings, '')['best_checkpoint']}"  # the demo's stage 1
         results[name + suffix] = run_arm(out, name + suffix, config, settings.stage2_epochs, [init, *extra], seeded)
 
     (out / f"loss_layer_seed{args.seed}.json").write_text(json.dumps(results, indent=2))
