@@ -279,6 +279,31 @@ def evaluate(
 
 
 @app.command()
+def report(
+    runs: Annotated[list[Path], typer.Argument(help="Run folders of `famipose train` (config.yaml + eval.json).")],
+    out: Annotated[Path, typer.Option("--out", help="Markdown report; .json and .png are written beside it.")] = Path(
+        "report.md"
+    ),
+    baseline: Annotated[
+        str | None, typer.Option("--baseline", help="Group label the others are compared with (default: the first).")
+    ] = None,
+    ignore: Annotated[
+        list[str] | None, typer.Option("--ignore", help="Dotted config key that does not separate groups (repeatable).")
+    ] = None,
+) -> None:
+    """Mean ± std over seeds: runs whose configs differ only in train.seed form one group."""
+    from famipose.engine.report import write_report
+
+    try:
+        groups = write_report(runs, out, baseline, ignore or [])
+    except ValueError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
+    written = ", ".join(str(path) for path in (out, out.with_suffix(".json"), out.with_suffix(".png")))
+    typer.echo(f"{len(groups)} group(s) from {len(runs)} run(s): {written}")
+
+
+@app.command()
 def summary(
     config: Annotated[list[Path], typer.Option("--config", "-c", help="Experiment YAML file(s).", exists=True)],
 ) -> None:
