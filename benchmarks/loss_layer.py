@@ -107,7 +107,7 @@ def run_arm(out: Path, name: str, config: str, epochs: int, extra: list[str], se
     result_path = run_dir / "result.json"
     if result_path.is_file():
         return json.loads(result_path.read_text())
-    result = train(stage_config(config, out / "synthtrack", settings, epochs, extra), run_dir)
+    result = train(stage_config(config, out / "synthtrack", settings, epochs, extra), run_dir, overwrite=True)
     assert result.last_eval is not None, f"{name} did not evaluate"
     record = {
         "ap": {**result.last_eval.grouped, "Total": result.last_eval.total},

@@ -58,7 +58,7 @@ def main() -> None:
     generate_data(data, settings)
 
     def run(name: str, config: str, epochs: int, extra: list[str]) -> Path:
-        result = train(stage_config(config, data, settings, epochs, extra), out / name)
+        result = train(stage_config(config, data, settings, epochs, extra), out / name, overwrite=True)
         assert result.last_eval is not None
         results[name] = {**result.last_eval.grouped, "Total": result.last_eval.total}
         return result.best_checkpoint or result.last_checkpoint

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,3 +28,12 @@ def torch_single_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def famipose_logging_reset() -> Iterator[None]:
+    """Drop the log handler a CLI command installed: it writes to the runner's stream, closed after the test."""
+    yield
+    logger = logging.getLogger("famipose")
+    logger.handlers.clear()
+    logger.propagate = True

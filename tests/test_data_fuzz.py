@@ -1,4 +1,4 @@
-"""Fuzzing of the PoseTrack and detection readers: any input gives a valid result or a DataError."""
+"""Fuzzing of the PoseTrack, detection, prediction and box-file readers: a valid result or a DataError."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from hypothesis import strategies as st
 from famipose.data.detections import parse_detections
 from famipose.data.errors import DataError
 from famipose.data.posetrack import PoseTrackSplit, load_posetrack
+from famipose.evaluation import read_predictions
+from famipose.inference.detector import load_box_file
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -217,3 +219,58 @@ def test_detection_results_give_boxes_or_a_data_error(entries: Any, strict: bool
         assert image_id in split.frames_by_id
         assert boxes.boxes.shape == (len(boxes.scores), 4) and (boxes.boxes[:, 2:] > 0).all()
         assert (boxes.scores >= 0.2).all()
+
+
+prediction_annotations = st.fixed_dictionaries(
+    {"image_id": _maybe(image_ids), "keypoints": _numbers(51)},
+    optional={"track_id": _maybe(st.integers(-1, 5)), "scores": _numbers(17), "bbox": _numbers(4)},
+)
+prediction_documents = st.fixed_dictionaries(
+    {"images": _maybe(st.lists(_maybe(image_entries), max_size=4, unique_by=_image_id_key))},
+    optional={"annotations": _maybe(st.lists(_maybe(prediction_annotations), max_size=5)), "annolist": json_values},
+)
+
+
+def _written(document: Any, folder: str) -> Path:
+    """The document as a JSON file (NaN and infinity as JSON's usual extensions)."""
+    path = Path(folder) / "pred.json"
+    path.write_text(json.dumps(document))
+    return path
+
+
+@FUZZ
+@given(document=prediction_documents | json_values)
+def test_prediction_files_give_finite_frames_or_a_data_error(document: Any) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = _written(document, folder)
+        try:
+            frames = read_predictions(path)
+        except DataError as error:
+            assert str(error).startswith(str(path)) and "\n" not in str(error)
+            return
+    assert len({frame.file_name for frame in frames}) == len(frames)
+    for frame in frames:
+        for person in frame.persons:
+            assert np.isfinite(person.keypoints).all() and np.isfinite(person.scores).all()
+
+
+box_file_entries = st.fixed_dictionaries(
+    {"bbox": _numbers(4), "score": _maybe(st.floats(0, 1)), "image_id": _maybe(st.sampled_from([0, 1, 100]))},
+    optional={"category_id": _maybe(st.sampled_from([1, 2])), "keypoints": _numbers(51)},
+)
+
+
+@FUZZ
+@given(document=_maybe(st.lists(_maybe(box_file_entries), max_size=6)) | documents)
+def test_box_files_give_positive_boxes_or_a_data_error(document: Any) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = _written(document, folder)
+        try:
+            detector = load_box_file(path)
+        except DataError as error:
+            assert str(error).startswith(str(path)) and "\n" not in str(error)
+            return
+    assert sum(len(d.scores) for d in detector.per_frame.values()) + detector.num_skipped <= detector.num_entries
+    for frame, detections in detector.per_frame.items():
+        assert frame >= 0 and detections.boxes.shape == (len(detections.scores), 4)
+        assert np.isfinite(detections.boxes).all() and (detections.boxes[:, 2:] > 0).all()

@@ -64,8 +64,8 @@ def test_two_process_ddp_matches_one_process(synthtrack_root: Path, tmp_path: Pa
     assert losses(tmp_path / "ddp") == pytest.approx(losses(tmp_path / "single"), rel=1e-5, abs=1e-7)
     assert len(losses(tmp_path / "ddp")) == 3
     # Gathered evaluation: rank 0 wrote the persons of both processes, frame by frame.
-    ddp_files = sorted((tmp_path / "ddp" / "predictions").iterdir())
-    assert [p.name for p in ddp_files] == [p.name for p in sorted((tmp_path / "single" / "predictions").iterdir())]
+    ddp_files = sorted((tmp_path / "ddp" / "predictions").glob("*.json"))
+    assert [p.name for p in ddp_files] == [p.name for p in sorted((tmp_path / "single" / "predictions").glob("*.json"))]
     for ddp_file in ddp_files:
         ddp_pred = json.loads(ddp_file.read_text())
         single_pred = json.loads((tmp_path / "single" / "predictions" / ddp_file.name).read_text())

@@ -46,7 +46,9 @@ def test_famipose_test_runs_on_the_posetrack18_sample(tmp_path: Path) -> None:
         assert short in result.output  # the printed table has every group column
 
     videos = sorted(p.name for p in (SAMPLE / "annotations" / "val").glob("*.json"))
-    assert sorted(p.name for p in (out / "predictions").iterdir()) == videos
+    assert sorted(p.name for p in (out / "predictions").glob("*.json")) == videos
+    origin = (out / "predictions" / "ORIGIN").read_text()
+    assert origin.startswith(f"predictions of {tmp_path / 'random.pth'}: Total AP")
     for video in videos:
         written = json.loads((out / "predictions" / video).read_text())
         gt = json.loads((SAMPLE / "annotations" / "val" / video).read_text())

@@ -93,7 +93,9 @@ def test_killed_run_resumes_to_the_same_weights(synthtrack_root: Path, tmp_path:
     # The run folder holds everything a run writes.
     for name in ("config.yaml", "metrics.jsonl", "train_curves.png", "per_joint_map.png", "last.pth", "eval.json"):
         assert (reference.out_dir / name).is_file(), name
-    assert sorted(p.name for p in (reference.out_dir / "predictions").iterdir()) == ["200000_synth_val.json"]
+    assert sorted(p.name for p in (reference.out_dir / "predictions").iterdir()) == ["200000_synth_val.json", "ORIGIN"]
+    origin = (reference.out_dir / "predictions" / "ORIGIN").read_text()
+    assert origin.startswith("predictions of epoch 2 (global step 8)")
     assert load_config(reference.out_dir / "config.yaml") == config
     records = read_metrics(reference.out_dir / "metrics.jsonl")
     assert [r["step"] for r in records if r["kind"] == "train"] == list(range(1, 9))
@@ -118,7 +120,7 @@ def test_non_finite_loss_stops_training_and_keeps_the_last_checkpoint(
 
     monkeypatch.setattr(train_module, "compute_loss", poisoned_loss)
     config = synth_config(synthtrack_root, "train.epochs=1", "train.max_steps_per_epoch=5")
-    with pytest.raises(TrainingDivergedError, match=r"epoch 0, step 3/5 \(global step 3\).*non-finite.*pose") as error:
+    with pytest.raises(TrainingDivergedError, match=r"epoch 1, step 3/5 \(global step 3\).*non-finite.*pose") as error:
         train(config, tmp_path, checkpoint_every=1)
     assert "last.pth" in str(error.value)
 

@@ -354,13 +354,14 @@ def test_a_folder_of_undecodable_images_gives_empty_outputs(tmp_path: Path) -> N
     assert [f.persons for f in read_predictions(write_posetrack_json(result, tmp_path / "frames.json"))] == [()] * 3
 
 
-def test_cli_reports_an_unreadable_video_and_writes_empty_json(tmp_path: Path) -> None:
+def test_cli_reports_an_unreadable_video_and_writes_nothing(tmp_path: Path) -> None:
     broken = tmp_path / "broken.mp4"
     broken.write_text("not a video")
     out = tmp_path / "pred" / "broken.json"
     result = CliRunner().invoke(app, ["video", str(broken), "--config", str(TINY), "--json", str(out)])
     assert result.exit_code == 1
-    assert read_predictions(out) == [] and json.loads(out.with_name("broken_coco.json").read_text()) == []
+    assert "broken.mp4: cannot open as a video" in result.output and "wrote" not in result.output
+    assert list((tmp_path / "pred").iterdir()) == []
 
 
 @pytest.mark.parametrize("detector", ["auto", "hog"])

@@ -2,13 +2,79 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
+if TYPE_CHECKING:
+    from rich.table import Table
+
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="FAMI-Pose video pose estimation.")
 
+
+def _user_error_types() -> tuple[type[Exception], ...]:
+    """What bad input, bad files or a failed run raise (imported only when an error occurs)."""
+    from famipose.engine.train import TrainingDivergedError
+    from famipose.inference.video_io import VideoReadError
+    from famipose.models.checkpoint import CheckpointError
+
+    return ValueError, OSError, CheckpointError, TrainingDivergedError, VideoReadError
+
+
+def describe_error(error: Exception) -> str:
+    """One line naming the file and the problem."""
+    if isinstance(error, OSError) and error.filename is not None and error.strerror:
+        return f"{error.filename}: {error.strerror}"
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+@contextlib.contextmanager
+def reported_errors() -> Iterator[None]:
+    """Turn a bad-input error into ``error: <one line>`` on stderr and exit code 1 (no traceback)."""
+    try:
+        yield
+    except Exception as error:
+        if not isinstance(error, _user_error_types()):
+            raise
+        typer.echo(f"error: {describe_error(error)}", err=True)
+        raise typer.Exit(1) from error
+
+
+def ensure_writable(*paths: Path | None) -> None:
+    """Fail before any work when an output file cannot be created (its folder is created here).
+
+    Raises:
+        OSError: A folder cannot be created, or a path is a folder.
+    """
+    for path in paths:
+        if path is None:
+            continue
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            problem = f"cannot create the folder {path.parent} ({error.strerror})"
+            raise OSError(error.errno, problem, str(path)) from error
+        if path.is_dir():
+            raise IsADirectoryError(21, "is a folder, not a file", str(path))
+
+
+def print_table(table: Table) -> None:
+    """Print a rich table; piped output gets the width the table needs, so no cell is cut."""
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal:
+        needed = console.measure(table, options=console.options.update_width(10_000)).maximum
+        console = Console(width=max(console.width, needed))
+    console.print(table)
+
+
+def plural(count: int, noun: str) -> str:
+    """``"1 track"``, ``"2 tracks"``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 @app.callback()
@@ -66,17 +132,20 @@ def video(
     min_hits: Annotated[int, typer.Option(help="Consecutive matches before a track is born.")] = 2,
     max_misses: Annotated[int, typer.Option(help="Missed frames after which a track ends.")] = 5,
     threads: Annotated[int, typer.Option(help="CPU threads for the network (0: PyTorch's default).")] = 0,
+    allow_empty: Annotated[
+        bool, typer.Option("--allow-empty", help="Write the outputs even when no person is found.")
+    ] = False,
 ) -> None:
-    """Estimate and track poses in a video; write PoseTrack18 and COCO JSON and an overlay video."""
+    """Estimate and track poses in a video; write PoseTrack18 and COCO JSON and an overlay video.
+
+    Nothing is written when the input cannot be read or (without --allow-empty) no person is found.
+    """
     import torch
 
-    from famipose.config import ConfigError
-    from famipose.data.errors import DataError
     from famipose.engine.logging import setup_logging
     from famipose.inference import EstimatorOptions, TrackerConfig, VideoPoseEstimator, process_video
     from famipose.inference.pipeline import default_image_prefix
     from famipose.inference.video_io import release_freed_frames_to_os
-    from famipose.models.checkpoint import CheckpointError
 
     setup_logging()
     release_freed_frames_to_os()
@@ -84,7 +153,8 @@ def video(
         torch.set_num_threads(threads)
     json_out = json_out or Path("predictions") / f"{Path(default_image_prefix(source)).name}.json"
     coco_out = coco_out or json_out.with_name(f"{json_out.stem}_coco.json")
-    try:
+    with reported_errors():
+        ensure_writable(json_out, coco_out, out)
         options = EstimatorOptions(
             mode=mode, batch_size=batch, score_threshold=score_threshold, chunk_length=chunk,
             tracker=TrackerConfig(min_hits=min_hits, max_misses=max_misses),
@@ -92,15 +162,31 @@ def video(
         estimator = VideoPoseEstimator.from_checkpoint(
             checkpoint, config, overrides or [], options, detector=detector, boxes=boxes, gt_json=gt_json, device=device
         )
-        result = process_video(estimator, source, json_out, coco_out, out, progress=True)
-    except (ConfigError, CheckpointError, DataError, ValueError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1) from error
+        result = process_video(estimator, source, json_out, coco_out, out, progress=True, allow_empty=allow_empty)
     stages = ", ".join(f"{stage} {seconds:.2f}s" for stage, seconds in result.timings.items())
-    typer.echo(f"{result.num_decoded} frames, {len(result.track_ids)} tracks, {result.throughput:.1f} fps ({stages})")
-    typer.echo(f"wrote {json_out}, {coco_out}" + (f", {out}" if out and result.num_decoded else ""))
-    if not result.num_decoded:
-        raise typer.Exit(1)
+    typer.echo(
+        f"{plural(result.num_decoded, 'frame')}, {plural(len(result.track_ids), 'track')}, "
+        f"{result.throughput:.1f} fps ({stages})"
+    )
+    typer.echo(f"wrote {json_out}, {coco_out}" + (f", {out}" if out else ""))
+
+
+EXPORT_FORMATS = {".onnx": "onnx", ".safetensors": "safetensors"}
+
+
+def export_format_of(out: Path, requested: str | None) -> str:
+    """The export format: ``--format``, or the one the extension of ``out`` names; they must agree.
+
+    Raises:
+        ValueError: ``--format`` contradicts the extension, or neither gives a format.
+    """
+    implied = EXPORT_FORMATS.get(out.suffix.lower())
+    if requested is not None and implied is not None and requested != implied:
+        raise ValueError(f"{out}: --format {requested} contradicts the extension {out.suffix} ({implied})")
+    chosen = requested or implied
+    if chosen is None:
+        raise ValueError(f"{out}: cannot tell the format from the extension; use .onnx or .safetensors, or --format")
+    return chosen
 
 
 @app.command()
@@ -109,27 +195,34 @@ def export(
     checkpoint: Annotated[Path, typer.Option("--checkpoint", help="Training checkpoint, .safetensors or state dict.")],
     config: Annotated[Path | None, typer.Option("--config", help="Experiment YAML (optional with a .pth).")] = None,
     overrides: Annotated[list[str] | None, typer.Option("--set", help="Config override key=value.")] = None,
-    export_format: Annotated[Literal["onnx", "safetensors"], typer.Option("--format", help="Output format.")] = "onnx",
-    batch: Annotated[int, typer.Option(help="ONNX: batch size of the exported graph.")] = 1,
+    export_format: Annotated[
+        Literal["onnx", "safetensors"] | None,
+        typer.Option("--format", help="Output format (default: from the extension of OUT)."),
+    ] = None,
+    batch: Annotated[int, typer.Option(help="ONNX: batch size of the exported graph (fixed).")] = 1,
 ) -> None:
-    """Export the window model (key + supports → heatmaps or SimCC) to ONNX, or the weights to safetensors."""
-    from famipose.config import ConfigError
-    from famipose.engine.checkpointing import export_safetensors
-    from famipose.inference.pipeline import load_model_and_config
-    from famipose.models.checkpoint import CheckpointError
+    """Export the window model (key + supports → heatmaps or SimCC) to ONNX, or the weights to safetensors.
 
-    try:
-        if export_format == "safetensors":
-            written = export_safetensors(checkpoint, out)
+    The ONNX graph takes ``key`` (B, 3, H, W) and, for temporal variants, ``supports`` (B, S, 3, H, W)
+    with the batch B fixed at export (``--batch``).
+    """
+    from famipose.engine.checkpointing import export_safetensors
+    from famipose.files import atomic_path
+    from famipose.inference.pipeline import load_model_and_config
+
+    with reported_errors():
+        chosen = export_format_of(out, export_format)
+        ensure_writable(out)
+        if chosen == "safetensors":
+            with atomic_path(out) as temporary:
+                export_safetensors(checkpoint, temporary)
         else:
             from famipose.inference.export import export_onnx
 
             model, _ = load_model_and_config(checkpoint, config, overrides or [])
-            written = export_onnx(model, out, batch_size=batch)
-    except (ConfigError, CheckpointError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1) from error
-    typer.echo(f"wrote {written}")
+            with atomic_path(out) as temporary:
+                export_onnx(model, temporary, batch_size=batch)
+    typer.echo(f"wrote {out} ({chosen})")
 
 
 @app.command()
@@ -144,15 +237,12 @@ def convert(
     ] = None,
 ) -> None:
     """Convert a released FAMI-Pose checkpoint into weights of the famipose_official variant."""
-    from famipose.config import ConfigError, load_config
-    from famipose.models.checkpoint import RELEASED_MODEL, CheckpointError, convert_release_file
+    from famipose.config import load_config
+    from famipose.models.checkpoint import RELEASED_MODEL, convert_release_file
 
-    try:
+    with reported_errors():
         target = RELEASED_MODEL if config is None else load_config(config).model
         written = convert_release_file(source, out, target)
-    except (ConfigError, CheckpointError, ValueError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1) from error
     typer.echo(f"wrote {written} ({source_format} -> {target.variant})")
 
 
@@ -165,7 +255,10 @@ def train(
     resume: Annotated[
         str | None, typer.Option("--resume", help="'auto' (the run folder's last.pth) or a checkpoint path.")
     ] = None,
-    out: Annotated[Path, typer.Option("--out", help="Run folder.")] = Path("runs/train"),
+    out: Annotated[Path | None, typer.Option("--out", help="Run folder (default: runs/<config name>).")] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Delete the run already in --out and start afresh.")
+    ] = False,
     checkpoint_every: Annotated[
         int | None, typer.Option("--checkpoint-every", help="Also write last.pth every N steps inside an epoch.")
     ] = None,
@@ -173,19 +266,18 @@ def train(
         Path | None, typer.Option("--gt", help="Per-video GT folder for evaluation (default: data.val_gt).")
     ] = None,
 ) -> None:
-    """Train a model (the same command runs under torchrun --nproc_per_node N for DDP)."""
-    from famipose.config import ConfigError, load_config
+    """Train a model (the same command runs under torchrun --nproc_per_node N for DDP).
+
+    A run folder that holds a run already is refused unless --resume or --overwrite is given.
+    """
+    from famipose.config import load_config
     from famipose.engine.logging import setup_logging
-    from famipose.engine.train import TrainingDivergedError
     from famipose.engine.train import train as run_training
-    from famipose.models.checkpoint import CheckpointError
 
     setup_logging()
-    try:
-        result = run_training(load_config(config, overrides or []), out, resume, checkpoint_every, gt)
-    except (ConfigError, CheckpointError, TrainingDivergedError, FileNotFoundError, ValueError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1) from error
+    out = out or Path("runs") / config.stem
+    with reported_errors():
+        result = run_training(load_config(config, overrides or []), out, resume, checkpoint_every, gt, overwrite)
     best = "n/a" if result.best_ap is None else f"{result.best_ap:.2f}"
     typer.echo(f"done: {result.progress.global_step} steps, best AP {best}, checkpoints in {result.out_dir}")
 
@@ -206,20 +298,14 @@ def test(
     ] = None,
 ) -> None:
     """Predict the validation set, write PoseTrack18 files per video and print the AP table."""
-    from rich.console import Console
-
-    from famipose.config import ConfigError, load_config
+    from famipose.config import load_config
     from famipose.engine.evaluate import evaluate_model
     from famipose.engine.logging import setup_logging
-    from famipose.models.checkpoint import CheckpointError
 
     setup_logging()
-    try:
+    with reported_errors():
         result = evaluate_model(load_config(config, overrides or []), checkpoint, boxes, out, gt)
-    except (ConfigError, CheckpointError, FileNotFoundError, ValueError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1) from error
-    Console().print(result.table())
+    print_table(result.table())
     typer.echo(f"predictions in {out / 'predictions'}, scores in {out / 'eval.json'}")
 
 
@@ -262,20 +348,20 @@ def evaluate(
     """Score predictions with the official PoseTrack (poseval) AP, and MOT metrics with --track."""
     import json
 
-    from rich.console import Console
+    from famipose.engine.logging import setup_logging
+    from famipose.evaluation import evaluate_posetrack, read_origin
+    from famipose.files import write_text_atomic
 
-    from famipose.data.errors import DataError
-    from famipose.evaluation import evaluate_posetrack
-
-    try:
+    setup_logging()
+    with reported_errors():
+        ensure_writable(json_out)
         result = evaluate_posetrack(gt, pred, track=track, allow_missing=allow_missing)
-    except (DataError, FileNotFoundError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1) from error
-    Console().print(result.table())
-    if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(result.to_json(), indent=2))
+        if json_out is not None:
+            write_text_atomic(json_out, json.dumps(result.to_json(), indent=2))
+    origin = read_origin(pred)
+    if origin:
+        typer.echo(f"{pred}: {origin}")
+    print_table(result.table())
 
 
 @app.command()
@@ -308,7 +394,6 @@ def summary(
     config: Annotated[list[Path], typer.Option("--config", "-c", help="Experiment YAML file(s).", exists=True)],
 ) -> None:
     """Print parameters, multiply-adds per key frame and tensor shapes of configured models."""
-    from rich.console import Console
     from rich.table import Table
 
     from famipose.config import load_config
@@ -319,14 +404,15 @@ def summary(
                    "GMACs / key frame", "vs single frame", "Z_t (C,h,w)", "head output"):
         table.add_column(column, justify="right" if column in ("frames", "params", "trainable") else "left")
     for path in config:
-        s = summarize(load_config(path).model)
+        with reported_errors():
+            s = summarize(load_config(path).model)
         table.add_row(
             path.stem, s.variant, s.backbone, f"{s.input_size[0]}×{s.input_size[1]}", str(s.num_frames),
             f"{s.parameters / 1e6:.2f}M", f"{s.trainable_parameters / 1e6:.2f}M", f"{s.macs / 1e9:.2f}",
             f"{s.macs / s.backbone_macs:.2f}×", str(s.feature_shape),
             ", ".join(f"{k} {v}" for k, v in s.output_shapes.items()),
         )
-    Console().print(table)
+    print_table(table)
 
 
 if __name__ == "__main__":

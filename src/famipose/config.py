@@ -152,6 +152,15 @@ class ModelConfig:
     support_blocks: int = 2
     fusion_blocks: int = 3
 
+    def __post_init__(self) -> None:
+        if any(side < 8 or side % 4 for side in self.input_size):
+            raise ValueError(
+                f"input_size={list(self.input_size)}: each side must be a multiple of 4 and at least 8 "
+                "(the heatmap is a quarter of the input)"
+            )
+        if self.variant != "single_frame" and not self.deltas:
+            raise ValueError(f"deltas=[]: the {self.variant} variant needs at least one support offset")
+
     @property
     def heatmap_size(self) -> tuple[int, int]:
         """Heatmap / feature size (w, h): a quarter of the input."""
@@ -314,6 +323,27 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.optimizer": ("adam", "adamw"),
     "train.device": ("auto", "cpu", "cuda"),
 }
+AT_LEAST: dict[str, float] = {
+    "model.support_blocks": 0,
+    "model.fusion_blocks": 0,
+    "model.head.simcc_split_ratio": 1,
+    "data.num_workers": 0,
+    "train.epochs": 1,
+    "train.batch_size": 1,
+    "train.weight_decay": 0,
+    "train.checkpoint_every": 1,
+    "train.max_steps_per_epoch": 1,
+    "train.eval_every": 0,
+    "train.log_every": 1,
+}
+ABOVE: dict[str, float] = {
+    "model.head.simcc_sigma": 0,
+    "data.sigma": 0,
+    "data.box_padding": 0,
+    "train.lr": 0,
+    "train.gamma": 0,
+    "train.grad_clip": 0,
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -346,6 +376,11 @@ def _convert(value: Any, annotation: Any, key: str) -> Any:
         return tuple(_convert(v, a, key) for v, a in zip(value, args, strict=True))
     if annotation is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
+    if annotation is float and isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if annotation in (int, str, bool) and type(value) is annotation:
         return value
     raise ConfigError(f"{key}: expected {getattr(annotation, '__name__', annotation)}, got {value!r}")
@@ -371,13 +406,24 @@ def from_dict(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
     for name, value in data.items():
         key = prefix + name
         kwargs[name] = _convert(value, hints[name], key)
-        valid = CHOICES.get(key)
-        if valid is not None and kwargs[name] not in valid:
-            raise ConfigError(f"{key}: {kwargs[name]!r} is not one of {list(valid)}")
+        _check_value(key, kwargs[name])
     try:
         return cls(**kwargs)
     except ValueError as err:
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: {err}") from None
+        raise ConfigError(f"{prefix}{err}" if prefix else f"config: {err}") from None
+
+
+def _check_value(key: str, value: Any) -> None:
+    """Raise ConfigError when ``value`` is not a valid choice or lies out of range for ``key``."""
+    valid = CHOICES.get(key)
+    if valid is not None and value not in valid:
+        raise ConfigError(f"{key}: {value!r} is not one of {list(valid)}")
+    if value is None:
+        return
+    if key in AT_LEAST and value < AT_LEAST[key]:
+        raise ConfigError(f"{key}: {value!r} must be >= {AT_LEAST[key]:g}")
+    if key in ABOVE and not value > ABOVE[key]:
+        raise ConfigError(f"{key}: {value!r} must be > {ABOVE[key]:g}")
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -437,10 +483,16 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{path}: top level must be a mapping")
         data = loaded or {}
+        _build(data, f"{path}: ")  # errors of the file itself name the file
+    overrides = list(overrides)
     for key, value in parse_overrides(overrides):
         _set_dotted(data, key, value)
+    return _build(data, "--set: " if overrides else "")
+
+
+def _build(data: dict[str, Any], where: str) -> Config:
+    """``from_dict(Config, data)`` with ``where`` (the file, or the overrides) before any error."""
     try:
         return from_dict(Config, data)
     except ConfigError as err:
-        where = f"{path}: " if path is not None else ""
         raise ConfigError(f"{where}{err}") from None

@@ -231,12 +231,12 @@ def run_demo(out_dir: Path, settings: DemoSettings = DemoSettings()) -> DemoResu
     generate_data(data_root, settings)
 
     stage1 = stage_config("synthtrack_single_frame_tiny", data_root, settings, settings.stage1_epochs, [])
-    single_run = train(stage1, out_dir / "single_frame")
+    single_run = train(stage1, out_dir / "single_frame", overwrite=True)  # a demo rerun replaces its runs
     stage1_weights = single_run.best_checkpoint or single_run.last_checkpoint
     stage2 = stage_config(
         settings.stage2_config, data_root, settings, settings.stage2_epochs, [f"train.init_from={stage1_weights}"]
     )
-    fami_run = train(stage2, out_dir / "famipose")
+    fami_run = train(stage2, out_dir / "famipose", overwrite=True)
 
     if single_run.last_eval is None or fami_run.last_eval is None:
         raise RuntimeError("the demo's training runs did not evaluate; check train.eval_every")

@@ -34,6 +34,7 @@ from famipose.data.augment import (
     sample_augmentation,
     transform_keypoints,
 )
+from famipose.data.errors import DataError, LoaderDataError
 from famipose.data.posetrack import read_image
 from famipose.data.windows import Window
 
@@ -208,8 +209,16 @@ class PoseWindowDataset(Dataset[WindowSample]):
         """Read, crop, augment and encode window ``index``.
 
         Raises:
-            DataError: a frame of the window is missing or does not decode.
+            LoaderDataError: a frame of the window is missing or does not decode (a
+                :class:`DataError` that DataLoader workers pass on with its one-line message).
         """
+        try:
+            return self._sample(index)
+        except DataError as error:
+            raise LoaderDataError(str(error)) from None
+
+    def _sample(self, index: int) -> WindowSample:
+        """The sample of window ``index`` (see :meth:`__getitem__`)."""
         options = self.options
         window = self.windows[index]
         width, height = options.input_size

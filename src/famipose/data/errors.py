@@ -45,6 +45,30 @@ class DataError(ValueError):
         return type(self), (self.source, self.problem, self.entry)
 
 
+class LoaderDataError(DataError):
+    """A :class:`DataError` that survives a DataLoader worker.
+
+    torch re-raises a worker's exception in the main process as ``type(text)``, ``text`` being the
+    worker's whole traceback; an exception that cannot be built from one string becomes a bare
+    ``RuntimeError``. This type is built from that one string and keeps its last line, the original
+    message, so the error stays a one-line :class:`DataError`.
+
+    Args:
+        text: The message, or a worker traceback ending with ``<module>.LoaderDataError: <message>``.
+    """
+
+    def __init__(self, text: str) -> None:
+        last_line = text.rstrip().splitlines()[-1] if text.strip() else text
+        prefix = f"{type(self).__module__}.{type(self).__qualname__}: "
+        message = last_line.removeprefix(prefix)
+        ValueError.__init__(self, message)
+        self.source, self.entry, self.problem = "", "", message
+
+    def __reduce__(self) -> tuple[type[LoaderDataError], tuple[str]]:
+        """Pickle with the message."""
+        return type(self), (str(self),)
+
+
 class SkippableDataError(DataError):
     """A problem confined to one entry that lenient readers skip (with a record) instead of raising."""
 

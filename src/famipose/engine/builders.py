@@ -18,8 +18,9 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import MultiStepLR
 from torch.utils.data import DataLoader, Sampler
 
-from famipose.config import Config, DataConfig, ModelConfig, TrainConfig
+from famipose.config import Config, ConfigError, DataConfig, ModelConfig, TrainConfig
 from famipose.data.dataset import PoseWindowDataset, WindowDatasetOptions, collate_windows
+from famipose.data.keypoints import NUM_JOINTS
 from famipose.data.posetrack import load_posetrack
 from famipose.data.windows import GroundTruthBoxes, build_windows
 from famipose.engine.checkpointing import read_model_state
@@ -48,8 +49,15 @@ def dataset_options(config: Config, augment: bool) -> WindowDatasetOptions:
 
     Returns:
         The options; targets match the head kind.
+
+    Raises:
+        ConfigError: ``model.num_joints`` is not the data sets' 17 joints.
     """
     model, data = config.model, config.data
+    if model.num_joints != NUM_JOINTS:
+        raise ConfigError(
+            f"model.num_joints={model.num_joints}: the data sets and the evaluator have {NUM_JOINTS} joints"
+        )
     return WindowDatasetOptions(
         input_size=model.input_size,
         heatmap_size=model.heatmap_size,
@@ -169,8 +177,8 @@ def build_model(config: Config) -> FamiPose:
     """The network with its configured initial weights, on the CPU.
 
     Initialisation is seeded with ``train.seed``; ``model.backbone.pretrained`` is then loaded into
-    the backbone (keys that fit), and ``train.init_from`` into the whole model (keys that exist with
-    the same shape, e.g. the ``backbone.*`` weights of a stage-1 single-frame checkpoint); a head
+    the backbone (keys that fit), and ``train.init_from`` into the whole model (keys that exist, which
+    must have the same shape, e.g. the ``backbone.*`` weights of a stage-1 single-frame checkpoint); a head
     the checkpoint does not provide then starts as the backbone's ``final_layer`` where it fits.
 
     Raises:
@@ -183,14 +191,17 @@ def build_model(config: Config) -> FamiPose:
         logger.info("backbone.pretrained %s: %s", config.model.backbone.pretrained, report.describe() or "exact fit")
     if config.train.init_from:
         loaded = load_matching(model, config.train.init_from)
-        logger.info("init_from %s: loaded %d tensors", config.train.init_from, len(loaded))
+        logger.info(
+            "init_from %s: loaded %d of the model's %d tensors",
+            config.train.init_from, len(loaded), len(model.state_dict()),
+        )  # fmt: skip
         if not any(key.startswith("head.") for key in loaded) and model.adopt_backbone_head():
             logger.info("init_from %s: head starts as the backbone's final_layer", config.train.init_from)
     return model
 
 
 def load_matching(model: nn.Module, source: str | Path) -> list[str]:
-    """Load the tensors of a checkpoint whose names and shapes exist in ``model``.
+    """Load the tensors of a checkpoint whose names exist in ``model`` (the shapes must agree).
 
     Args:
         model: Target network (modified in place).
@@ -200,14 +211,20 @@ def load_matching(model: nn.Module, source: str | Path) -> list[str]:
         The names loaded.
 
     Raises:
-        CheckpointError: Nothing matches.
+        CheckpointError: A tensor of the checkpoint has another shape than the model's tensor of
+            the same name (a checkpoint of another backbone), or nothing matches.
     """
     expected = model.state_dict()
-    state = {
-        key: value
-        for key, value in read_model_state(source).items()
-        if key in expected and expected[key].shape == value.shape
-    }
+    offered = read_model_state(source)
+    misfits = [key for key, value in offered.items() if key in expected and expected[key].shape != value.shape]
+    if misfits:
+        first = misfits[0]
+        raise CheckpointError(
+            f"checkpoint {str(source)!r}: {len(misfits)} of its tensors have other shapes than the model's "
+            f"({first}: {list(offered[first].shape)} vs {list(expected[first].shape)}); a checkpoint of another "
+            "backbone or head?"
+        )
+    state = {key: value for key, value in offered.items() if key in expected}
     if not state:
         raise CheckpointError(f"checkpoint {str(source)!r} shares no tensor name and shape with {type(model).__name__}")
     model.load_state_dict(state, strict=False)

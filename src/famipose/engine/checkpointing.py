@@ -13,8 +13,9 @@ A checkpoint is a dict of tensors and plain Python values, so that it loads with
 ``progress``     :class:`Progress` as a dict (epoch, position inside it, global step, best AP)
 ``config``       the experiment config as a plain nested dict
 
-Files are written to a temporary file in the same folder, flushed and fsynced, then renamed over
-the destination with ``os.replace``; an interrupted write leaves the previous file intact.
+Files are written to a temporary file in the same folder, fsynced, then renamed over the
+destination (:func:`famipose.files.atomic_path`); an interrupted write leaves the previous file
+intact, and the temporary a killed write leaves is removed when the next run starts.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import random
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +33,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from famipose.files import atomic_path
 from famipose.models.checkpoint import CheckpointError
 
 LAST_NAME = "last.pth"
@@ -117,32 +118,26 @@ def atomic_save(payload: Any, path: str | os.PathLike[str]) -> Path:
     Returns:
         The destination path.
     """
+    with atomic_path(path) as temporary, temporary.open("wb") as file:
+        torch.save(payload, file)
+    return Path(path)
+
+
+def read_checkpoint_file(path: str | os.PathLike[str]) -> Any:
+    """``torch.load(weights_only=True)`` onto the CPU, any failure a one-line :class:`CheckpointError`.
+
+    Raises:
+        CheckpointError: The file is missing, empty, truncated or not a PyTorch file; the message
+            names the file and the reason.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if path.is_file() and path.stat().st_size == 0:
+        raise CheckpointError(f"cannot read checkpoint {str(path)!r}: the file is empty (0 bytes)")
     try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save(payload, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    _fsync_directory(path.parent)
-    return path
-
-
-def _fsync_directory(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (no-op where directories cannot be opened)."""
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch.load raises many types for missing, truncated or foreign files
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise CheckpointError(f"cannot read checkpoint {str(path)!r}: {reason}") from err
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -159,10 +154,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
             message names the file.
     """
     path = Path(path)
-    try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch.load raises many types for missing, truncated or foreign files
-        raise CheckpointError(f"cannot read checkpoint {str(path)!r}: {err}") from err
+    content = read_checkpoint_file(path)
     if not isinstance(content, dict):
         raise CheckpointError(f"checkpoint {str(path)!r} holds a {type(content).__name__}, not a training checkpoint")
     missing = [key for key in CHECKPOINT_KEYS if key not in content]
@@ -195,10 +187,7 @@ def read_model_state(source: str | os.PathLike[str] | Mapping[str, Any]) -> dict
         except Exception as err:  # safetensors raises its own error types
             raise CheckpointError(f"cannot read weights {name}: {err}") from err
     else:
-        try:
-            content = torch.load(Path(source), map_location="cpu", weights_only=True)
-        except Exception as err:
-            raise CheckpointError(f"cannot read checkpoint {name}: {err}") from err
+        content = read_checkpoint_file(source)
     if isinstance(content, Mapping) and isinstance(content.get("model"), Mapping):
         content = content["model"]
     if not isinstance(content, Mapping) or not all(isinstance(v, Tensor) for v in content.values()):

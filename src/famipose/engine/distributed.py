@@ -24,6 +24,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from famipose.config import ConfigError
+
 T = TypeVar("T")
 
 
@@ -65,10 +67,10 @@ def select_device(preference: str, local_rank: int = 0) -> torch.device:
         The device.
 
     Raises:
-        RuntimeError: ``cuda`` was requested but is not available.
+        ConfigError: ``cuda`` was requested but is not available.
     """
     if preference == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device=cuda but CUDA is not available; use train.device=cpu or auto")
+        raise ConfigError("train.device=cuda but CUDA is not available; use train.device=cpu or auto")
     if preference == "cpu" or not torch.cuda.is_available():
         return torch.device("cpu")
     return torch.device("cuda", local_rank)

@@ -48,8 +48,9 @@ from famipose.engine.distributed import (
     unwrap_model,
 )
 from famipose.engine.plots import plot_per_joint_ap
-from famipose.evaluation import EvalResult, PosePrediction, evaluate_posetrack, write_predictions
+from famipose.evaluation import ORIGIN_NAME, EvalResult, PosePrediction, evaluate_posetrack, write_predictions
 from famipose.evaluation.io import read_video
+from famipose.files import write_text_atomic
 from famipose.models.checkpoint import CheckpointError, compare_state_dict
 from famipose.models.famipose import FamiPose
 
@@ -243,7 +244,7 @@ def write_video_predictions(persons: Sequence[PersonPose], gt_dir: Path, pred_di
 
 
 def run_evaluation(
-    model: nn.Module, data: EvalData, config: Config, out_dir: Path, context: DistributedContext
+    model: nn.Module, data: EvalData, config: Config, out_dir: Path, context: DistributedContext, origin: str
 ) -> EvalResult | None:
     """Predict (sharded over processes), write prediction files and score them on rank 0.
 
@@ -253,6 +254,8 @@ def run_evaluation(
         config: The experiment (batch size, workers, AMP).
         out_dir: Receives ``predictions/``, ``eval.json`` and ``per_joint_map.png``.
         context: This process.
+        origin: Which weights predicted (``"epoch 3 (global step 120)"``, a checkpoint path), written
+            with the AP to ``predictions/ORIGIN`` so that the folder says what it holds.
 
     Returns:
         The result on every process (``None`` when there is no box to evaluate).
@@ -273,7 +276,8 @@ def run_evaluation(
         pred_dir = out_dir / "predictions"
         write_video_predictions(persons, data.gt_dir, pred_dir)
         result = evaluate_posetrack(data.gt_dir, pred_dir)
-        (out_dir / "eval.json").write_text(json.dumps(result.to_json(), indent=2))
+        write_text_atomic(pred_dir / ORIGIN_NAME, f"predictions of {origin}: Total AP {result.total:.2f}\n")
+        write_text_atomic(out_dir / "eval.json", json.dumps(result.to_json(), indent=2))
         plot_per_joint_ap({**result.grouped, "Total": result.total}, out_dir / "per_joint_map.png")
     return broadcast_from_main(result, context)
 
@@ -329,7 +333,8 @@ def evaluate_model(
             raise ValueError("no box to evaluate on the labelled validation frames")
         with tempfile.TemporaryDirectory() as temporary:
             folder = Path(out_dir) if out_dir is not None else Path(temporary)
-            result = run_evaluation(model.to(context.device), data, config, folder, context)
+            origin = "the given network" if isinstance(checkpoint_or_model, nn.Module) else str(checkpoint_or_model)
+            result = run_evaluation(model.to(context.device), data, config, folder, context, origin)
     finally:
         if owns_group:
             shutdown_distributed(context)

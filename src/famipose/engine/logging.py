@@ -2,7 +2,8 @@
 
 Only rank 0 logs; other processes get disabled writers. Each metrics line is one JSON object with
 a ``kind``: ``train`` (one per log step: epoch, step, loss and its parts, learning rate, speed) or
-``eval`` (one per evaluation: epoch, step, grouped AP and Total).
+``eval`` (one per evaluation: epoch, step, grouped AP and Total). Epochs count from 1 on both (a
+``train`` line's epoch is the one being trained, an ``eval`` line's the one just finished).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from typing import Any
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from famipose.files import write_text_atomic
 
 logger = logging.getLogger("famipose.train")
 
@@ -43,13 +46,19 @@ class MetricsLog:
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+
+    def truncate(self, global_step: int) -> None:
+        """Drop the records of steps after ``global_step`` (a resumed run logs them again)."""
+        if self.path is None or not self.path.is_file():
+            return
+        kept = [record for record in read_metrics(self.path) if record.get("step", 0) <= global_step]
+        write_text_atomic(self.path, "".join(json.dumps(record) + "\n" for record in kept))
 
     def write(self, record: Mapping[str, Any]) -> None:
         """Append one record as a line and flush it."""
         if self.path is None:
             return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a") as file:
             file.write(json.dumps(record) + "\n")
 
@@ -120,7 +129,7 @@ class TrainProgress:
 
         Args:
             global_step: Steps done since the start of training.
-            epoch: Current epoch.
+            epoch: Current epoch, counted from 1.
             loss: Loss of the last step, or ``None`` on steps that are not logged (the display keeps
                 the last logged value; reading the loss every step would force a device sync).
             lr: Current learning rate.

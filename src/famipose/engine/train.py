@@ -7,7 +7,8 @@ evaluates every ``train.eval_every`` epochs (and after the last one), and writes
 ``metrics.jsonl``        one line per log step and per evaluation
 ``last.pth``             latest checkpoint (every ``checkpoint_every`` steps and every epoch end)
 ``best.pth``             checkpoint with the best validation Total AP
-``predictions/``         the latest evaluation's PoseTrack18 files; ``eval.json`` its scores
+``predictions/``         the latest evaluation's PoseTrack18 files (``ORIGIN`` names its epoch, which
+                         need not be best.pth's); ``eval.json`` its scores
 ``train_curves.png``     loss, learning rate and validation AP; ``per_joint_map.png`` the AP per joint
 
 Determinism. The model is initialised from ``train.seed``; the data order of an epoch depends on
@@ -30,6 +31,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -72,7 +74,9 @@ from famipose.engine.evaluate import EvalData, build_eval_data, run_evaluation
 from famipose.engine.logging import MetricsLog, TrainProgress, read_metrics
 from famipose.engine.plots import plot_train_curves
 from famipose.evaluation import EvalResult
+from famipose.files import remove_stale_temporaries
 from famipose.losses import LossBreakdown, PoseTargets, compute_loss, gradient_ratio, stop_gradient_at
+from famipose.models.checkpoint import CheckpointError
 from famipose.models.famipose import FamiPoseOutput
 
 logger = logging.getLogger("famipose.train")
@@ -159,6 +163,12 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(context.device.type, enabled=self.amp)
         self.dataset = build_train_dataset(config)
         self.steps_per_epoch = steps_per_epoch(len(self.dataset), config.train)
+        cap = config.train.max_steps_per_epoch
+        if cap is not None and self.steps_per_epoch < cap:
+            logger.warning(
+                "train.max_steps_per_epoch=%d, but %d training windows make only %d batches of %d: %d steps per epoch",
+                cap, len(self.dataset), self.steps_per_epoch, config.train.batch_size, self.steps_per_epoch,
+            )  # fmt: skip
         self.eval_data: EvalData = build_eval_data(config, gt_dir=gt_dir)
         self.progress = Progress()
         self.metrics = MetricsLog(out_dir / METRICS_NAME if context.is_main else None)
@@ -193,13 +203,23 @@ class Trainer:
         state = load_checkpoint(path)
         if state["config"] != to_dict(self.config):
             logger.warning("resuming from %s, whose config differs from this run's", path)
-        self.network.load_state_dict(state["model"])
+        try:
+            self.network.load_state_dict(state["model"])
+        except RuntimeError as error:
+            theirs = state["config"].get("model", {}) if isinstance(state["config"], dict) else {}
+            raise CheckpointError(
+                f"cannot resume from {str(path)!r}: its weights do not fit this run's model (checkpoint: variant "
+                f"{theirs.get('variant')!r}, backbone {theirs.get('backbone', {}).get('name')!r}; this run: "
+                f"{self.config.model.variant!r}, {self.config.model.backbone.name!r})"
+            ) from error
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         if state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
         restore_rng_state(state["rng"])
         self.progress = progress_from_dict(state["progress"])
+        if self.context.is_main:
+            self.metrics.truncate(self.progress.global_step)
         logger.info("resumed from %s at epoch %d step %d", path, self.progress.epoch, self.progress.step_in_epoch)
 
     # -- steps ---------------------------------------------------------------------------------
@@ -217,9 +237,11 @@ class Trainer:
     def diverged(self, reason: str) -> TrainingDivergedError:
         """The error that stops training at the current step."""
         p = self.progress
+        last = self.out_dir / LAST_NAME
+        kept = f"{last} keeps the last good state" if last.is_file() else "no checkpoint was written yet"
         return TrainingDivergedError(
-            f"training stopped at epoch {p.epoch}, step {p.step_in_epoch + 1}/{self.steps_per_epoch} "
-            f"(global step {p.global_step + 1}): {reason}; {self.out_dir / LAST_NAME} keeps the last good state"
+            f"training stopped at epoch {p.epoch + 1}, step {p.step_in_epoch + 1}/{self.steps_per_epoch} "
+            f"(global step {p.global_step + 1}): {reason}; {kept}"
         )
 
     def is_log_step(self, global_step: int, step_in_epoch: int) -> bool:
@@ -264,17 +286,17 @@ class Trainer:
         p = self.progress
         lr = self.optimizer.param_groups[0]["lr"]
         if not self.is_log_step(p.global_step, p.step_in_epoch):
-            display.update(p.global_step, p.epoch, None, lr)
+            display.update(p.global_step, p.epoch + 1, None, lr)
             return
         names = list(loss.parts)
         values = torch.stack([loss.total.detach(), *loss.parts.values()]).to(torch.float64)
         values = all_reduce_mean(values, self.context).cpu().tolist()
         self.last_loss = values[0]
         parts = dict(zip(names, values[1:], strict=True))
-        display.update(p.global_step, p.epoch, values[0], lr, parts.get("mi/grad_ratio"))
+        display.update(p.global_step, p.epoch + 1, values[0], lr, parts.get("mi/grad_ratio"))
         self.metrics.write(
             {
-                "kind": "train", "epoch": p.epoch, "step": p.global_step, "loss": values[0],
+                "kind": "train", "epoch": p.epoch + 1, "step": p.global_step, "loss": values[0],
                 "parts": parts, "lr": lr, "it_per_s": display.steps_per_second,
             }
         )  # fmt: skip
@@ -305,7 +327,8 @@ class Trainer:
         every = self.config.train.eval_every
         improved = False
         if (every > 0 and epoch % every == 0) or epoch == self.config.train.epochs:
-            result = run_evaluation(self.model, self.eval_data, self.config, self.out_dir, self.context)
+            origin = f"epoch {epoch} (global step {self.progress.global_step}) of {self.out_dir}"
+            result = run_evaluation(self.model, self.eval_data, self.config, self.out_dir, self.context, origin)
             self.last_eval = result
             if result is not None and math.isfinite(result.total):
                 self.metrics.write(
@@ -347,42 +370,103 @@ def write_config(config: Config, path: Path) -> None:
     path.write_text(header + yaml.safe_dump(to_dict(config), sort_keys=False))
 
 
+RUN_FILES = (METRICS_NAME, LAST_NAME, BEST_NAME)  # a folder with one of these holds a run that trained
+RUN_OUTPUTS = (*RUN_FILES, CONFIG_NAME, CURVES_NAME, "per_joint_map.png", "eval.json", "predictions")
+
+
+class RunExistsError(FileExistsError):
+    """The run folder already holds a run, and neither resuming nor overwriting it was asked for."""
+
+
+def claim_run_folder(out_dir: Path, resume: str | Path | None, overwrite: bool) -> None:
+    """Make ``out_dir`` ready for this run: refuse to mix two runs, clear it on ``overwrite``.
+
+    Temporaries of a killed checkpoint write are removed in every case.
+
+    Raises:
+        RunExistsError: ``out_dir`` holds a run's files, with neither ``resume`` nor ``overwrite``.
+    """
+    found = [name for name in RUN_FILES if (out_dir / name).exists()]
+    if found and resume is None and not overwrite:
+        raise RunExistsError(
+            f"{out_dir} already holds a run ({', '.join(found)}): continue it with --resume auto, "
+            "or pass a new --out (or --overwrite to replace it)"
+        )
+    if overwrite and resume is None:
+        for name in RUN_OUTPUTS:
+            target = out_dir / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            target.unlink(missing_ok=True)
+    for name in (LAST_NAME, BEST_NAME):
+        for stale in remove_stale_temporaries(out_dir / name):
+            logger.info("removed %s, left by an interrupted checkpoint write", stale)
+
+
+def resume_checkpoint(out_dir: Path, resume: str | Path) -> Path:
+    """The checkpoint ``--resume`` names: ``auto`` is the run folder's ``last.pth``."""
+    return find_resume_checkpoint(out_dir) if str(resume) == "auto" else Path(resume)
+
+
+def other_checkpoints_hint(out_dir: Path, failed: Path) -> str:
+    """``"; best.pth is still there: ..."`` when the run folder holds other checkpoints than ``failed``."""
+    others = sorted(p for p in out_dir.glob("*.pth") if p.resolve() != failed.resolve())
+    if not others:
+        return ""
+    names = ", ".join(p.name for p in others)
+    return f"; {names} {'is' if len(others) == 1 else 'are'} still there: resume with --resume {others[0]}"
+
+
 def train(
     config: Config,
     out_dir: str | Path,
     resume: str | Path | None = None,
     checkpoint_every: int | None = None,
     gt_dir: str | Path | None = None,
+    overwrite: bool = False,
 ) -> TrainResult:
     """Train a model as configured (see the module docstring for what is written).
 
     Args:
         config: The experiment.
-        out_dir: Run folder (created).
-        resume: ``"auto"`` (the run folder's ``last.pth``), a checkpoint path, or ``None``.
+        out_dir: Run folder (created). One that holds a run already is refused unless ``resume`` or
+            ``overwrite`` is given.
+        resume: ``"auto"`` (the run folder's ``last.pth``; a folder without a run starts one), a
+            checkpoint path, or ``None``.
         checkpoint_every: Also write ``last.pth`` every this many steps inside an epoch (default:
             ``train.checkpoint_every``).
         gt_dir: GT folder for evaluation (default: ``data.val_gt``, else ``data.val_annotations``).
+        overwrite: Delete the outputs of a previous run in ``out_dir`` and start afresh.
 
     Returns:
         Where the checkpoints are and how far training got.
 
     Raises:
         TrainingDivergedError: A non-finite loss or gradient.
-        CheckpointError: The resume checkpoint is unreadable (the message names the file).
-        FileNotFoundError: ``resume="auto"`` and the run folder has no checkpoint.
+        CheckpointError: The resume checkpoint is unreadable or does not fit (the message names the
+            file, and the run folder's other checkpoints).
+        FileNotFoundError: ``resume="auto"`` and the run folder holds a run but no ``last.pth``.
+        RunExistsError: ``out_dir`` holds a run and neither ``resume`` nor ``overwrite`` is given.
     """
     out_dir = Path(out_dir)
+    if str(resume) == "auto" and not any((out_dir / name).exists() for name in RUN_FILES):
+        logger.info("--resume auto: %s holds no run yet, starting one", out_dir)
+        resume = None
     context = init_distributed(config.train.device)
     try:
         if context.is_main:
+            claim_run_folder(out_dir, resume, overwrite)
+        every = checkpoint_every if checkpoint_every is not None else config.train.checkpoint_every
+        trainer = Trainer(config, out_dir, context, every, gt_dir)  # bad data or config fail here, before any file
+        if resume is not None:
+            path = resume_checkpoint(out_dir, resume)
+            try:
+                trainer.restore(path)
+            except CheckpointError as error:
+                raise CheckpointError(f"{error}{other_checkpoints_hint(out_dir, path)}") from error
+        if context.is_main:
             out_dir.mkdir(parents=True, exist_ok=True)
             write_config(config, out_dir / CONFIG_NAME)
-        every = checkpoint_every if checkpoint_every is not None else config.train.checkpoint_every
-        trainer = Trainer(config, out_dir, context, every, gt_dir)
-        if resume is not None:
-            trainer.restore(find_resume_checkpoint(out_dir) if str(resume) == "auto" else Path(resume))
         return trainer.run()
     finally:
         shutdown_distributed(context)
-

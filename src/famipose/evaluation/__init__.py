@@ -2,6 +2,7 @@
 
 from famipose.evaluation.io import (
     EVALUATED_JOINTS,
+    ORIGIN_NAME,
     POSETRACK17_JOINT_IDS,
     FrameRecord,
     PersonRecord,
@@ -9,6 +10,7 @@ from famipose.evaluation.io import (
     VideoPair,
     load_video_pairs,
     read_gt,
+    read_origin,
     read_predictions,
     write_predictions,
 )
@@ -28,6 +30,7 @@ from famipose.evaluation.tracking import TrackingResult, evaluate_tracking
 __all__ = [
     "EVALUATED_JOINTS",
     "JOINT_GROUPS",
+    "ORIGIN_NAME",
     "PCKH_THRESHOLD",
     "POSETRACK17_JOINT_IDS",
     "EvalResult",
@@ -44,6 +47,7 @@ __all__ = [
     "load_video_pairs",
     "match_frame",
     "read_gt",
+    "read_origin",
     "read_predictions",
     "summarize_joints",
     "write_predictions",

@@ -21,6 +21,7 @@ Shape symbols: N persons, K joints (17, ``POSETRACK_JOINTS`` order), V polygon v
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,11 @@ import numpy as np
 
 from famipose.data.errors import DataError
 from famipose.data.keypoints import NUM_JOINTS, POSETRACK_JOINTS
+from famipose.files import write_text_atomic
+
+logger = logging.getLogger(__name__)
+
+ORIGIN_NAME = "ORIGIN"  # in a prediction folder: which weights (epoch, checkpoint) wrote it
 
 # Score poseval gives a predicted joint that carries none.
 MIN_SCORE = -9999.0
@@ -245,7 +251,7 @@ def _parse_posetrack18(data: Mapping[str, Any]) -> list[FrameRecord]:
         except _MALFORMED as error:
             raise _FieldError(f"images[{index}]", error) from error
         persons[image_id] = []
-    for index, annotation in enumerate(data.get("annotations", [])):
+    for index, annotation in enumerate(data["annotations"]):
         try:
             image_id = annotation["image_id"]
             if image_id not in persons:
@@ -268,6 +274,8 @@ def _parse_annotation(annotation: Mapping[str, Any], columns: Sequence[int | Non
     if listed_scores and len(listed_scores) != len(columns):
         raise ValueError(f"scores has {len(listed_scores)} values, expected {len(columns)}")
     third = np.asarray(listed_scores, float) if listed_scores else values[:, 2]
+    if not (np.isfinite(values).all() and np.isfinite(third).all()):
+        raise ValueError("keypoints or scores hold a non-finite number (NaN or infinity)")
     keypoints = np.zeros((NUM_JOINTS, 2))
     present = np.zeros(NUM_JOINTS, bool)
     scores = np.full(NUM_JOINTS, MIN_SCORE)
@@ -303,6 +311,8 @@ def read_video(path: Path) -> list[FrameRecord]:
         raise DataError(path, f"is not valid JSON ({error})") from error
     if not isinstance(data, dict) or not ({"annolist", "images"} & data.keys()):
         raise DataError(path, "has neither 'annolist' (PoseTrack17) nor 'images' (PoseTrack18)")
+    if "images" in data and not isinstance(data.get("annotations"), list):
+        raise DataError(path, "has 'images' but no 'annotations' list (PoseTrack18; [] for a video without persons)")
     try:
         return _parse_posetrack17(data) if "annolist" in data else _parse_posetrack18(data)
     except _FieldError as error:
@@ -399,6 +409,12 @@ def load_video_pairs(gt_dir: Path, pred_dir: Path, allow_missing: bool = False) 
     gt_files = sorted(Path(gt_dir).glob("*.json"))
     if not gt_files:
         raise FileNotFoundError(f"no GT *.json file in {gt_dir}")
+    extra = sorted({p.name for p in Path(pred_dir).glob("*.json")} - {p.name for p in gt_files})
+    if extra:
+        logger.warning(
+            "%s: %d prediction file(s) without a GT video of the same name are not scored: %s",
+            pred_dir, len(extra), ", ".join(extra[:5]) + (", ..." if len(extra) > 5 else ""),
+        )  # fmt: skip
     pairs = []
     for gt_file in gt_files:
         gt = read_gt(gt_file)
@@ -471,7 +487,12 @@ def write_predictions(
     annotations = [_annotation_entry(person, image_id, index) for index, (image_id, person) in enumerate(people)]
     categories = [{"id": 1, "name": "person", "supercategory": "person", "keypoints": list(POSETRACK_JOINTS)}]
     name = video_name if video_name.endswith(".json") else f"{video_name}.json"
-    path = Path(out_dir) / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
-    return path
+    return write_text_atomic(
+        Path(out_dir) / name, json.dumps({"images": images, "annotations": annotations, "categories": categories})
+    )
+
+
+def read_origin(pred_dir: Path) -> str | None:
+    """What a prediction folder holds, as its ``ORIGIN`` file says (``None`` without one)."""
+    path = Path(pred_dir) / ORIGIN_NAME
+    return path.read_text().strip() if path.is_file() else None

@@ -98,7 +98,11 @@ class EvalResult:
         return summarize_joints(self.ap)["Total"]
 
     def to_json(self) -> dict[str, Any]:
-        """JSON-ready summary: grouped AP and Total at the top level, per-joint AP, tracking (NaN → null)."""
+        """JSON-ready summary: grouped AP and Total at the top level, per-joint AP, tracking (NaN → null).
+
+        MOTA is poseval's and left unclipped: it is negative for a joint whose misses, false
+        positives and identity switches outnumber its GT occurrences.
+        """
         result: dict[str, Any] = {**_nan_to_none(summarize_joints(self.ap)), "per_joint_ap": _per_joint(self.ap)}
         result["num_frames"] = self.num_frames
         if self.tracking is not None:

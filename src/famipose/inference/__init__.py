@@ -2,8 +2,9 @@
 
 ``VideoPoseEstimator(model, ...).run(path) -> VideoResult`` (or ``VideoPoseEstimator.from_checkpoint``);
 :func:`write_posetrack_json` / :func:`write_coco_results` save a result; :func:`process_video` does
-both and survives unreadable inputs. Export lives in :mod:`famipose.inference.export` (imported on
-use: it pulls in the ONNX exporter).
+both, all outputs or none (an unreadable input or a video without a person raises
+``VideoReadError``). Export lives in :mod:`famipose.inference.export` (imported on use: it pulls in
+the ONNX exporter).
 """
 
 from famipose.inference.detector import (

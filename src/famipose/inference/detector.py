@@ -298,11 +298,26 @@ def _entries(document: Any, names: FrameNames, source: Path) -> tuple[list[Any],
     if isinstance(document, list):
         return document, names, False
     if isinstance(document, dict) and isinstance(document.get("annotations"), list):
-        images = get_field(document, "images", list, source, "top level")
+        images = check_images(get_field(document, "images", list, source, "top level"), source)
         return document["annotations"], FrameNames.from_gt_images(images).merged(names), True
     raise DataError(
         source, f"expected a COCO result list or a PoseTrack18 annotation file, got {json_type_name(document)}"
     )
+
+
+def check_images(images: list[Any], source: str | Path) -> list[dict[str, Any]]:
+    """A PoseTrack18 ``images`` list whose entries are objects with integer ids (when given).
+
+    Raises:
+        DataError: an entry is not an object, or its ``id`` / ``frame_id`` is not an integer.
+    """
+    for index, image in enumerate(images):
+        entry = f"images[{index}]"
+        if not isinstance(image, dict):
+            raise DataError(source, f"must be an object, got {json_type_name(image)}", entry)
+        for key in ("id", "frame_id"):
+            get_int(image, key, source, entry, optional=True)
+    return images
 
 
 def _has_visible_joint(person: dict[str, Any]) -> bool:

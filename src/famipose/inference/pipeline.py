@@ -51,13 +51,15 @@ from famipose.config import Config, ConfigError, from_dict, load_config
 from famipose.data.dataset import normalize_crops
 from famipose.data.errors import DataError, get_field, load_json
 from famipose.data.windows import resolve_support_index
-from famipose.engine.checkpointing import load_checkpoint
+from famipose.engine.checkpointing import read_checkpoint_file
 from famipose.engine.evaluate import OKS_NMS_THRESHOLD, load_model, oks_nms
 from famipose.evaluation.io import PosePrediction, write_predictions
+from famipose.files import atomic_path, remove_stale_temporaries, write_text_atomic
 from famipose.inference.detector import (
     BoxFileDetector,
     Detector,
     FrameNames,
+    check_images,
     clean_detections,
     make_detector,
     xywh_to_xyxy,
@@ -73,7 +75,6 @@ from famipose.inference.video_io import (
     open_frames,
 )
 from famipose.models.alignment import warp_features
-from famipose.models.checkpoint import CheckpointError
 from famipose.models.famipose import FamiPose
 from famipose.models.heads import PoseLogits
 
@@ -556,10 +557,7 @@ def read_gt_images(path: str | Path) -> list[dict[str, Any]]:
     document = load_json(Path(path))
     if not isinstance(document, dict):
         raise DataError(path, "top level must be an object with an 'images' list")
-    images = get_field(document, "images", list, path, "top level")
-    if not all(isinstance(image, dict) for image in images):
-        raise DataError(path, "every 'images' entry must be an object")
-    return images
+    return check_images(get_field(document, "images", list, path, "top level"), path)
 
 
 def default_image_prefix(path: str | Path) -> str:
@@ -599,12 +597,12 @@ def load_model_and_config(
     elif overrides:
         raise ConfigError("overrides need --config (a checkpoint's embedded config is used as it is)")
     elif checkpoint is not None and Path(checkpoint).suffix != ".safetensors":
-        try:
-            cfg = from_dict(Config, load_checkpoint(checkpoint)["config"])
-        except CheckpointError as err:
-            raise ConfigError(f"pass --config: {err}") from err
+        content = read_checkpoint_file(checkpoint)  # an unreadable file is a CheckpointError, not a config problem
+        if not isinstance(content, dict) or not isinstance(content.get("config"), dict):
+            raise ConfigError(f"{checkpoint}: holds weights without a config; pass --config (the experiment YAML)")
+        cfg = from_dict(Config, content["config"])
     else:
-        raise ConfigError("pass --config: the weights file carries no configuration")
+        raise ConfigError(f"{checkpoint}: the weights file carries no configuration; pass --config")
     if checkpoint is None:
         logger.warning("no checkpoint given: the network keeps its random initialisation")
         model = FamiPose(cfg.model)
@@ -909,10 +907,7 @@ def write_coco_results(result: VideoResult, path: str | Path) -> Path:
                 "keypoints": [round(float(v), 3) for v in joints.ravel()],
                 "track_id": person.track_id,
             })  # fmt: skip
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(entries))
-    return path
+    return write_text_atomic(path, json.dumps(entries))
 
 
 def process_video(
@@ -922,11 +917,13 @@ def process_video(
     coco_path: str | Path | None = None,
     overlay: str | Path | None = None,
     progress: bool = False,
+    allow_empty: bool = False,
 ) -> VideoResult:
-    """Run the estimator and write its output files, also when the input cannot be read.
+    """Run the estimator and write its output files, all of them or none.
 
-    An input that cannot be opened gives an empty result whose ``messages`` say why; the JSON
-    files are written all the same (valid, without persons), so downstream tools always find them.
+    The overlay is rendered into a temporary file and every output is renamed into place only once
+    the run has succeeded, so a failed or killed run leaves no partial file under an output name
+    (and the temporaries of a killed run are removed by the next one).
 
     Args:
         estimator: the configured estimator.
@@ -935,17 +932,29 @@ def process_video(
         coco_path: COCO result file to write, or None.
         overlay: mp4 overlay to render, or None.
         progress: show a progress bar.
+        allow_empty: write the outputs even when no person was found in the whole video.
 
     Returns:
-        The result (check ``num_decoded`` and ``messages``).
+        The result (``messages`` holds the warnings about the input).
+
+    Raises:
+        VideoReadError: the input cannot be opened, no frame decodes, or (unless ``allow_empty``) no
+            person was found; nothing is written.
     """
-    try:
-        result = estimator.run(path, overlay=overlay, progress=progress)
-    except VideoReadError as err:
-        result = VideoResult(str(path), 0.0, image_prefix=default_image_prefix(path), gt_images=estimator.gt_images)
-        result.messages.append(str(err))
-        logger.warning(str(err))
-    write_posetrack_json(result, json_path)
-    if coco_path is not None:
-        write_coco_results(result, coco_path)
+    outputs = [Path(p) for p in (json_path, coco_path, overlay) if p is not None]
+    for output in outputs:
+        remove_stale_temporaries(output)
+    with contextlib.ExitStack() as stack:
+        rendered = stack.enter_context(atomic_path(overlay)) if overlay is not None else None
+        result = estimator.run(path, overlay=rendered, progress=progress)
+        if not result.num_decoded:
+            raise VideoReadError(f"{path}: no frame could be decoded")
+        if not allow_empty and not result.track_ids:
+            raise VideoReadError(
+                f"{path}: no person found in {result.num_decoded} decoded frames; pass --boxes (SynthTrack writes "
+                "detections/<split>.json) with --gt-json, another --detector, or --allow-empty"
+            )
+        write_posetrack_json(result, json_path)
+        if coco_path is not None:
+            write_coco_results(result, coco_path)
     return result

@@ -164,9 +164,10 @@ class VideoFileSource(FrameSource):
                         self._skip(missing, "failed to decode")
                     next_index = index + 1
                     yield Frame(index, video_frame.to_ndarray(format="rgb24"), f"{index:06d}.jpg")
-            if failed_packets and self.num_frames is not None:
+            if self.num_frames is not None and next_index < self.num_frames:
+                reason = "failed to decode (end of the stream)" if failed_packets else "missing (truncated file?)"
                 for missing in range(next_index, self.num_frames):
-                    self._skip(missing, "failed to decode (end of the stream)")
+                    self._skip(missing, reason)
 
     def _decoded_packets(
         self, container: av.container.InputContainer, stream: av.VideoStream
