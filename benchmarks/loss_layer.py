@@ -6,6 +6,7 @@ every stage-2 arm trains the demo's stage-2 budget (same epochs, same steps):
 * ``famipose_no_mi`` and ``famipose_no_mi_frozen``: FAMI-Pose without MI, trainable / frozen backbone;
 * ``famipose_vsd_frozen``: FAMI-Pose + the paper's MI (``vsd``), frozen backbone (the paper's setting);
 * ``famipose_vsd``: the same with a trainable backbone, MI stopped at the backbone;
+* ``famipose_vsd_frozen_spatial``: the same with the release's spatial feature distributions;
 * ``famipose_vsd_frozen_no_<term>``: the paper's ablation, one maximised term removed (frozen);
 * ``official`` and ``official_no_mi``: the released-code variant with and without the released MI
   arithmetic (trainable backbone);
@@ -18,15 +19,14 @@ per-joint AP table and, for every arm with MI, ‖∇(α·L_MI)‖ / ‖∇L_pos
 logged step (writes both as JSON).
 An interrupted run continues: finished arms (``result.json`` in their folder) are not retrained.
 
-    .venv/bin/python benchmarks/loss_layer.py --out runs/loss_layer
+    .venv/bin/python benchmarks/loss_layer.py --out runs/loss_layer [--seed N] [--arms ...]
+    .venv/bin/famipose report $(dirname runs/loss_layer/*/eval.json) --out runs/loss_layer/report.md
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
-import statistics
 from pathlib import Path
 
 from famipose.demo import DemoSettings, ap_table, generate_data, stage_config
@@ -68,27 +68,7 @@ def parse_args() -> argparse.Namespace:
         help="seed of the arms (data keeps the demo's; stage 2 starts from the demo's seed-0 stage 1, "
         "trained first if missing); runs go to <arm>_seed<N>",
     )
-    parser.add_argument(
-        "--summary", action="store_true", help="train nothing: mean ± std over the seeds of every finished arm"
-    )
     return parser.parse_args()
-
-
-def summarise(out: Path) -> list[str]:
-    """Markdown lines: per arm, Total AP mean ± sample std and n over its seed folders, and the runs' ratios."""
-    groups: dict[str, list[dict]] = {}
-    for result_path in sorted(out.glob("*/result.json")):
-        arm = re.sub(r"_seed\d+$", "", result_path.parent.name)
-        groups.setdefault(arm, []).append(json.loads(result_path.read_text()))
-    lines = ["| arm | Total AP mean ± std (n) | runs | ‖∇MI‖/‖∇pose‖ first → last |", "|---|---|---|---|"]
-    for arm, records in groups.items():
-        totals = [record["ap"]["Total"] for record in records]
-        spread = f" ± {statistics.stdev(totals):.2f}" if len(totals) > 1 else ""
-        ratios = [r["grad_ratio"] for r in records if r.get("grad_ratio")]
-        ratio_text = ", ".join(f"{first:.3g} → {last:.3g}" for first, last in ratios) or "—"
-        runs = ", ".join(f"{t:.1f}" for t in totals)
-        lines.append(f"| {arm} | {statistics.fmean(totals):.2f}{spread} ({len(totals)}) | {runs} | {ratio_text} |")
-    return lines
 
 
 def grad_ratios(run_dir: Path) -> tuple[float, float] | None:
@@ -122,9 +102,6 @@ def main() -> None:
     """Train the stage-1 heads and the stage-2 arms, then print the table."""
     args = parse_args()
     out = args.out.resolve()
-    if args.summary:
-        print("\n".join(summarise(out)))
-        return
     setup_logging()
     settings = DemoSettings()
     if not (out / "synthtrack" / "annotations" / "val").is_dir():
