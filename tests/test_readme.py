@@ -41,7 +41,9 @@ def tiny(command: list[str]) -> list[str]:
 def test_the_use_section_lists_the_commands_it_claims() -> None:
     names = [command[1] for command in use_commands()]
     assert all(command[0] == "famipose" for command in use_commands())
-    assert names == ["synth", "synth", "train", "train", "test", "evaluate", "video", "export", "export", "summary"]
+    assert names == [
+        "synth", "synth", "train", "train", "test", "evaluate", "report", "video", "export", "export", "summary"
+    ]  # fmt: skip
 
 
 def test_the_use_section_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -50,6 +52,7 @@ def test_the_use_section_runs_as_written(tmp_path: Path, monkeypatch: pytest.Mon
     for command in use_commands():
         result = CliRunner().invoke(app, tiny(command))
         assert result.exit_code == 0, f"{shlex.join(command)}\n{result.output}"
-    for output in ("runs/synth_fami/best.pth", "runs/synth_fami_test/predictions/ORIGIN", "ap.json", "overlay.mp4",
-                   "poses/200000_synth_val.json", "synth_fami.onnx", "synth_fami.safetensors"):  # fmt: skip
+    for output in ("runs/synth_fami/best.pth", "runs/synth_fami_test/predictions/ORIGIN", "ap.json", "report.md",
+                   "report.png", "overlay.mp4", "poses/200000_synth_val.json", "synth_fami.onnx",
+                   "synth_fami.safetensors"):  # fmt: skip
         assert (tmp_path / output).stat().st_size > 0, output
