@@ -165,3 +165,34 @@ def test_logged_steps_carry_the_mi_gradient_balance_and_only_they_measure_it(
     ratios = [r["parts"]["mi/grad_ratio"] for r in records]
     assert all(0 < ratio < 10 for ratio in ratios)
     assert sum("|∇mi|/|∇pose|" in message for message in caplog.messages) == 2
+
+
+def test_seed_sweep_runs_each_seed_once_and_continues_where_it_stopped(synthtrack_root: Path, tmp_path: Path) -> None:
+    args = ["--set", f"data.root={synthtrack_root}", "--set", "data.num_workers=0", "--set", "train.device=cpu",
+            "--set", "train.batch_size=2", "--set", "train.epochs=1", "--set", "train.max_steps_per_epoch=2",
+            "--set", "train.eval_every=0", "--out", str(tmp_path / "sweep")]  # fmt: skip
+    config = str(CONFIGS / "synthtrack_single_frame_tiny.yaml")
+    first = CliRunner().invoke(app, ["train", config, *args, "--seeds", "0"])  # a sweep stopped after seed 0
+    assert first.exit_code == 0, first.output
+    seed0 = tmp_path / "sweep" / "seed_0"
+    metrics0 = (seed0 / "metrics.jsonl").read_text()
+    result = CliRunner().invoke(app, ["train", config, *args, "--seeds", "0,1,2"])
+    assert result.exit_code == 0, result.output
+    assert (seed0 / "metrics.jsonl").read_text() == metrics0  # the finished seed trained no step
+    assert result.output.count("done: 2 steps") == 3
+    seeds = [load_config(tmp_path / "sweep" / f"seed_{s}" / "config.yaml").train.seed for s in range(3)]
+    assert seeds == [0, 1, 2]
+    # Given the seed, a CPU run is deterministic: the same seed gives the same weights, another seed others.
+    again = train(load_config(seed0 / "config.yaml"), tmp_path / "again")
+    runs = (seed0 / "last.pth", again.last_checkpoint, tmp_path / "sweep" / "seed_1" / "last.pth")
+    weights = [model_state(path) for path in runs]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert not all(torch.equal(weights[0][k], weights[2][k]) for k in weights[0])
+
+
+def test_seed_sweep_refuses_bad_seed_lists(tmp_path: Path) -> None:
+    config = str(CONFIGS / "synthtrack_single_frame_tiny.yaml")
+    for seeds, problem in (("0,x", "expected comma-separated integers"), ("1,1", "distinct seeds")):
+        result = CliRunner().invoke(app, ["train", config, "--seeds", seeds, "--out", str(tmp_path / "s")])
+        assert result.exit_code == 1 and problem in result.output, result.output
+        assert not (tmp_path / "s").exists()

@@ -265,21 +265,46 @@ def train(
     gt: Annotated[
         Path | None, typer.Option("--gt", help="Per-video GT folder for evaluation (default: data.val_gt).")
     ] = None,
+    seeds: Annotated[
+        str | None,
+        typer.Option("--seeds", help="Comma-separated seeds, e.g. 0,1,2: one run each under --out/seed_N."),
+    ] = None,
 ) -> None:
     """Train a model (the same command runs under torchrun --nproc_per_node N for DDP).
 
-    A run folder that holds a run already is refused unless --resume or --overwrite is given.
+    A run folder that holds a run already is refused unless --resume or --overwrite is given. With
+    --seeds, each seed's run continues where it stopped (finished seeds train no step).
     """
     from famipose.config import load_config
     from famipose.engine.logging import setup_logging
     from famipose.engine.train import train as run_training
+    from famipose.engine.train import train_seeds
 
     setup_logging()
     out = out or Path("runs") / config.stem
     with reported_errors():
-        result = run_training(load_config(config, overrides or []), out, resume, checkpoint_every, gt, overwrite)
-    best = "n/a" if result.best_ap is None else f"{result.best_ap:.2f}"
-    typer.echo(f"done: {result.progress.global_step} steps, best AP {best}, checkpoints in {result.out_dir}")
+        loaded = load_config(config, overrides or [])
+        if seeds is None:
+            results = [run_training(loaded, out, resume, checkpoint_every, gt, overwrite)]
+        else:
+            if resume is not None:
+                raise ValueError("--seeds resumes every seed by itself; leave out --resume")
+            results = train_seeds(loaded, out, parse_seeds(seeds), checkpoint_every, gt, overwrite)
+    for result in results:
+        best = "n/a" if result.best_ap is None else f"{result.best_ap:.2f}"
+        typer.echo(f"done: {result.progress.global_step} steps, best AP {best}, checkpoints in {result.out_dir}")
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0,1,2"`` -> ``[0, 1, 2]``.
+
+    Raises:
+        ValueError: An entry is not an integer.
+    """
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError as error:
+        raise ValueError(f"--seeds {text!r}: expected comma-separated integers such as 0,1,2") from error
 
 
 @app.command()
@@ -380,11 +405,8 @@ def report(
     """Mean ± std over seeds: runs whose configs differ only in train.seed form one group."""
     from famipose.engine.report import write_report
 
-    try:
+    with reported_errors():
         groups = write_report(runs, out, baseline, ignore or [])
-    except ValueError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1) from error
     written = ", ".join(str(path) for path in (out, out.with_suffix(".json"), out.with_suffix(".png")))
     typer.echo(f"{len(groups)} group(s) from {len(runs)} run(s): {written}")
 

@@ -32,6 +32,7 @@ import logging
 import math
 import random
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -362,6 +363,44 @@ class Trainer:
             last_loss=self.last_loss,
             last_eval=self.last_eval,
         )
+
+
+def train_seeds(
+    config: Config,
+    out_dir: str | Path,
+    seeds: Sequence[int],
+    checkpoint_every: int | None = None,
+    gt_dir: str | Path | None = None,
+    overwrite: bool = False,
+) -> list[TrainResult]:
+    """One run per seed under ``out_dir/seed_<N>/``, one after the other (``famipose train --seeds``).
+
+    Each run is ``train.seed = N`` of ``config`` and resumes as ``--resume auto`` does, so an
+    interrupted sweep continues where it stopped: a finished seed restores its last checkpoint and
+    trains no step, an interrupted one continues from its ``last.pth``, a missing one starts.
+    ``famipose report out_dir/seed_*`` then gives the mean ± std over the seeds.
+
+    Args:
+        config: The experiment (its own ``train.seed`` is replaced).
+        out_dir: The sweep folder.
+        seeds: Seeds, in the order they train; each at most once.
+        checkpoint_every: As :func:`train`.
+        gt_dir: As :func:`train`.
+        overwrite: Restart every seed afresh instead of continuing it.
+
+    Raises:
+        ValueError: ``seeds`` is empty or repeats a seed.
+    """
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds needs distinct seeds, got {list(seeds)}")
+    results = []
+    for seed in seeds:
+        run_dir = Path(out_dir) / f"seed_{seed}"
+        logger.info("seed %d of %s: %s", seed, list(seeds), run_dir)
+        seeded = replace(config, train=replace(config.train, seed=seed))
+        resume = None if overwrite else "auto"
+        results.append(train(seeded, run_dir, resume, checkpoint_every, gt_dir, overwrite))
+    return results
 
 
 def write_config(config: Config, path: Path) -> None:
