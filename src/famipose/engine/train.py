@@ -16,7 +16,9 @@ Determinism. The model is initialised from ``train.seed``; the data order of an 
 position inside the epoch, so a resumed run skips exactly the batches already trained on and ends
 with the weights of an uninterrupted run (bit-exact on the CPU; CUDA kernels such as deformable
 convolution backward may add non-determinism). Random states of python/numpy/torch/CUDA are saved
-and restored (rank 0's under DDP).
+and restored (rank 0's under DDP). Bit-exact means the same thread count too: another one changes
+the order of floating-point reductions (docs/reproduce.md, "Seeds"). :func:`train_seeds` runs one
+seed after another (``famipose train --seeds``).
 
 Failure. A non-finite loss (or, without mixed precision, a non-finite gradient) raises
 :class:`TrainingDivergedError` before the optimiser step, naming the epoch, step and loss parts; no
