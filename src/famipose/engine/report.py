@@ -182,7 +182,7 @@ def markdown_table(groups: Sequence[GroupSummary], baseline: GroupSummary) -> li
 
 def plot_groups(groups: Sequence[GroupSummary], path: Path) -> Path:
     """Grouped bar chart: mean AP per column and group, the sample std as error bars."""
-    figure = Figure(figsize=(max(8, 1.2 * len(COLUMNS) * max(1, len(groups)) / 2), 4.5))
+    figure = Figure(figsize=(min(20.0, 6 + 0.15 * len(COLUMNS) * len(groups)), 4.5))
     axis = figure.subplots()
     width = 0.8 / max(1, len(groups))
     for index, group in enumerate(groups):
@@ -191,7 +191,7 @@ def plot_groups(groups: Sequence[GroupSummary], path: Path) -> Path:
         axis.bar(positions, [group.mean[c] for c in COLUMNS], width, yerr=errors, capsize=2, label=group.label)
     axis.set_xticks([column + 0.4 - width / 2 for column in range(len(COLUMNS))], list(COLUMNS))
     axis.set(ylabel="AP (%)", title="mean ± std over seeds")
-    axis.legend(fontsize="small")
+    axis.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the bars, not on them
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     return path
