@@ -36,9 +36,11 @@ def model_state(path: Path) -> dict[str, torch.Tensor]:
 
 
 def test_short_run_reduces_the_training_loss(synthtrack_root: Path, tmp_path: Path) -> None:
+    # The heatmap head: the SimCC head starts from mmpose's near-zero init, and 27 steps lower its
+    # loss by only ~10 % (measured 0.90 at lr 0.003, 0.84 at 0.01), too close to noise for a test.
     config = synth_config(
-        synthtrack_root, "model.head.kind=simcc", "train.batch_size=4", "train.lr=0.003", "train.epochs=3",
-        "train.max_steps_per_epoch=9", "train.eval_every=0",
+        synthtrack_root, "train.batch_size=4", "train.lr=0.003", "train.epochs=3", "train.max_steps_per_epoch=9",
+        "train.eval_every=0",
     )  # fmt: skip
     result = train(config, tmp_path)
     losses = [r["loss"] for r in read_metrics(tmp_path / "metrics.jsonl") if r["kind"] == "train"]
