@@ -66,6 +66,9 @@ def video(
     min_hits: Annotated[int, typer.Option(help="Consecutive matches before a track is born.")] = 2,
     max_misses: Annotated[int, typer.Option(help="Missed frames after which a track ends.")] = 5,
     threads: Annotated[int, typer.Option(help="CPU threads for the network (0: PyTorch's default).")] = 0,
+    input_size: Annotated[
+        str | None, typer.Option("--input-size", help="Official HRNet file without size in its name: HxW (256x192).")
+    ] = None,
 ) -> None:
     """Estimate and track poses in a video; write PoseTrack18 and COCO JSON and an overlay video."""
     import torch
@@ -76,7 +79,7 @@ def video(
     from famipose.inference import EstimatorOptions, TrackerConfig, VideoPoseEstimator, process_video
     from famipose.inference.pipeline import default_image_prefix
     from famipose.inference.video_io import release_freed_frames_to_os
-    from famipose.models.checkpoint import CheckpointError
+    from famipose.models.checkpoint import CheckpointError, parse_size
 
     setup_logging()
     release_freed_frames_to_os()
@@ -90,8 +93,9 @@ def video(
             tracker=TrackerConfig(min_hits=min_hits, max_misses=max_misses),
         )  # fmt: skip
         estimator = VideoPoseEstimator.from_checkpoint(
-            checkpoint, config, overrides or [], options, detector=detector, boxes=boxes, gt_json=gt_json, device=device
-        )
+            checkpoint, config, overrides or [], options, parse_size(input_size) if input_size else None,
+            detector=detector, boxes=boxes, gt_json=gt_json, device=device,
+        )  # fmt: skip
         result = process_video(estimator, source, json_out, coco_out, out, progress=True)
     except (ConfigError, CheckpointError, DataError, ValueError) as error:
         typer.echo(f"error: {error}", err=True)

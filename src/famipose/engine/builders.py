@@ -194,20 +194,29 @@ def load_matching(model: nn.Module, source: str | Path) -> list[str]:
 
     Args:
         model: Target network (modified in place).
-        source: A training checkpoint, ``.safetensors`` export or state-dict file.
+        source: A training checkpoint, ``.safetensors`` export, state-dict file or official HRNet
+            state dict (``pose_hrnet_w48_384x288.pth``, loaded into ``backbone``).
 
     Returns:
         The names loaded.
 
     Raises:
-        CheckpointError: Nothing matches.
+        CheckpointError: Nothing matches, or a backbone tensor has another shape (a W48 file for a
+            W32 model).
     """
     expected = model.state_dict()
-    state = {
-        key: value
-        for key, value in read_model_state(source).items()
-        if key in expected and expected[key].shape == value.shape
-    }
+    read = read_model_state(source)
+    wrong_backbone = [
+        f"{key}: checkpoint {list(value.shape)} vs model {list(expected[key].shape)}"
+        for key, value in read.items()
+        if key.startswith("backbone.") and key in expected and expected[key].shape != value.shape
+    ]
+    if wrong_backbone:
+        raise CheckpointError(
+            f"checkpoint {str(source)!r} does not fit the model's backbone (another HRNet width "
+            f"or joint count): {len(wrong_backbone)} shape mismatches, e.g. {wrong_backbone[0]}"
+        )
+    state = {key: value for key, value in read.items() if key in expected and expected[key].shape == value.shape}
     if not state:
         raise CheckpointError(f"checkpoint {str(source)!r} shares no tensor name and shape with {type(model).__name__}")
     model.load_state_dict(state, strict=False)

@@ -73,7 +73,7 @@ from famipose.inference.video_io import (
     open_frames,
 )
 from famipose.models.alignment import warp_features
-from famipose.models.checkpoint import CheckpointError
+from famipose.models.checkpoint import CheckpointError, is_official_hrnet, official_hrnet_model, read_state_dict
 from famipose.models.famipose import FamiPose
 from famipose.models.heads import PoseLogits
 
@@ -577,21 +577,30 @@ def default_image_prefix(path: str | Path) -> str:
 
 
 def load_model_and_config(
-    checkpoint: str | Path | None, config: str | Path | None = None, overrides: Sequence[str] = ()
+    checkpoint: str | Path | None,
+    config: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    input_size: tuple[int, int] | None = None,
 ) -> tuple[FamiPose, Config]:
     """Build the network from a config file (or a training checkpoint's embedded config) and weights.
 
+    Without a config, an official HRNet COCO state dict (``pose_hrnet_w48_384x288.pth``) gives
+    the single-frame model it describes (:func:`~famipose.models.checkpoint.official_hrnet_model`).
+
     Args:
-        checkpoint: training checkpoint, ``.safetensors`` export or state-dict file; ``None`` keeps
-            the random initialisation (with a warning).
-        config: experiment YAML; required unless ``checkpoint`` is a training checkpoint.
+        checkpoint: training checkpoint, ``.safetensors`` export, state-dict file or official HRNet
+            state dict; ``None`` keeps the random initialisation (with a warning).
+        config: experiment YAML; required unless ``checkpoint`` is a training checkpoint or an
+            official HRNet state dict.
         overrides: ``section.key=value`` overrides.
+        input_size: crop size ``(w, h)`` of an official HRNet state dict whose file name has none.
 
     Returns:
         The network in eval mode on the CPU, and its config.
 
     Raises:
-        ConfigError: no config can be found, it is invalid, or overrides come without ``config``.
+        ConfigError: no config can be found, it is invalid, overrides come without ``config``, or
+            ``input_size`` comes with anything but an official HRNet state dict.
         CheckpointError: the weights cannot be read or do not fit.
     """
     if config is not None:
@@ -602,9 +611,14 @@ def load_model_and_config(
         try:
             cfg = from_dict(Config, load_checkpoint(checkpoint)["config"])
         except CheckpointError as err:
-            raise ConfigError(f"pass --config: {err}") from err
+            if not is_official_hrnet(read_state_dict(checkpoint)):
+                raise ConfigError(f"pass --config: {err} (nor an official HRNet pose state dict)") from err
+            model, model_config = official_hrnet_model(checkpoint, input_size)
+            return model, Config(model=model_config)
     else:
         raise ConfigError("pass --config: the weights file carries no configuration")
+    if input_size is not None:
+        raise ConfigError("--input-size applies to an official HRNet state dict alone; a config sets model.input_size")
     if checkpoint is None:
         logger.warning("no checkpoint given: the network keeps its random initialisation")
         model = FamiPose(cfg.model)
@@ -680,18 +694,20 @@ class VideoPoseEstimator:
         config: str | Path | None = None,
         overrides: Sequence[str] = (),
         options: EstimatorOptions | None = None,
+        input_size: tuple[int, int] | None = None,
         **kwargs: Any,
     ) -> VideoPoseEstimator:
         """Build the network with :func:`load_model_and_config` (crop padding from ``data.box_padding``).
 
         Args:
             checkpoint: weights file, or None for random weights.
-            config: experiment YAML (optional for training checkpoints).
+            config: experiment YAML (optional for training checkpoints and official HRNet files).
             overrides: config overrides.
             options: processing options; by default :class:`EstimatorOptions` with the config's padding.
+            input_size: crop size ``(w, h)`` of an official HRNet file whose name states none.
             **kwargs: the remaining constructor arguments.
         """
-        model, cfg = load_model_and_config(checkpoint, config, overrides)
+        model, cfg = load_model_and_config(checkpoint, config, overrides, input_size)
         return cls(model, options=options or EstimatorOptions(box_padding=cfg.data.box_padding), **kwargs)
 
     def _detector(self, source: FrameSource) -> Detector:
