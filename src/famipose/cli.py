@@ -47,7 +47,12 @@ def video(
     boxes: Annotated[
         Path | None, typer.Option("--boxes", help="Person boxes: COCO results or PoseTrack18 annotations.")
     ] = None,
-    detector: Annotated[str, typer.Option(help="Built-in detector without --boxes: auto|hog|motion|none.")] = "auto",
+    detector: Annotated[
+        str, typer.Option(help="Without --boxes: auto|hog|motion|none|onnx or a torchvision detector name.")
+    ] = "auto",
+    detector_weights: Annotated[
+        Path | None, typer.Option("--detector-weights", help="Weights of --detector onnx or a torchvision model.")
+    ] = None,
     gt_json: Annotated[
         Path | None, typer.Option("--gt-json", help="PoseTrack18 GT of this video: image ids and file names.")
     ] = None,
@@ -94,7 +99,7 @@ def video(
         )  # fmt: skip
         estimator = VideoPoseEstimator.from_checkpoint(
             checkpoint, config, overrides or [], options, parse_size(input_size) if input_size else None,
-            detector=detector, boxes=boxes, gt_json=gt_json, device=device,
+            detector=detector, detector_weights=detector_weights, boxes=boxes, gt_json=gt_json, device=device,
         )  # fmt: skip
         result = process_video(estimator, source, json_out, coco_out, out, progress=True)
     except (ConfigError, CheckpointError, DataError, ValueError) as error:

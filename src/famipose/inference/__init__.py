@@ -8,6 +8,7 @@ use: it pulls in the ONNX exporter).
 
 from famipose.inference.detector import (
     DETECTORS,
+    TORCHVISION_DETECTORS,
     Detections,
     FrameNames,
     HOGPersonDetector,
@@ -37,6 +38,7 @@ from famipose.inference.video_io import Frame, FrameSource, VideoReadError, Vide
 __all__ = [
     "DETECTORS",
     "MODES",
+    "TORCHVISION_DETECTORS",
     "Detections",
     "DrawnPerson",
     "EstimatorOptions",

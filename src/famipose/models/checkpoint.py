@@ -121,7 +121,7 @@ def _load_file(path: Path) -> object:
         raise CheckpointError(f"cannot read checkpoint {_source_name(path)}: {err}") from err
 
 
-def read_state_dict(source: StateSource) -> dict[str, Tensor]:
+def read_state_dict(source: StateSource, strip_prefixes: bool = True) -> dict[str, Tensor]:
     """Read a state dict from a file or a mapping and normalise its keys.
 
     Accepts a raw state dict or a dict wrapping it under ``"state_dict"`` or ``"model"``;
@@ -129,6 +129,8 @@ def read_state_dict(source: StateSource) -> dict[str, Tensor]:
 
     Args:
         source: Path of a checkpoint file, or an in-memory mapping.
+        strip_prefixes: Strip the wrapper prefixes (False for models whose own keys start with
+            ``backbone.``, such as torchvision's detectors).
 
     Returns:
         ``{parameter name: tensor}``.
@@ -147,7 +149,7 @@ def read_state_dict(source: StateSource) -> dict[str, Tensor]:
     non_tensors = [str(k) for k, v in content.items() if not isinstance(v, Tensor)]
     if non_tensors:
         raise CheckpointError(f"checkpoint {name} is not a state dict; non-tensor entries: {non_tensors[:5]}")
-    state = {_strip_prefixes(str(k)): v for k, v in content.items()}
+    state = {(_strip_prefixes(str(k)) if strip_prefixes else str(k)): v for k, v in content.items()}
     if len(state) != len(content):
         raise CheckpointError(f"checkpoint {name} has keys that collide once prefixes are stripped")
     return state
@@ -177,7 +179,9 @@ def compare_state_dict(module: nn.Module, state: Mapping[str, Tensor]) -> LoadRe
     return LoadReport(missing, unexpected, mismatched)
 
 
-def load_weights(module: nn.Module, source: StateSource, strict: bool = True, prefix: str = "") -> LoadReport:
+def load_weights(
+    module: nn.Module, source: StateSource, strict: bool = True, prefix: str = "", strip_prefixes: bool = True
+) -> LoadReport:
     """Load a checkpoint into ``module``.
 
     Args:
@@ -187,6 +191,7 @@ def load_weights(module: nn.Module, source: StateSource, strict: bool = True, pr
             When False, only keys that exist with the right shape are loaded.
         prefix: Use only the keys starting with this prefix, with the prefix removed, e.g.
             ``"backbone_net."`` to load a sub-network out of a larger checkpoint.
+        strip_prefixes: See :func:`read_state_dict`.
 
     Returns:
         The differences that were tolerated (empty when ``strict``).
@@ -194,7 +199,7 @@ def load_weights(module: nn.Module, source: StateSource, strict: bool = True, pr
     Raises:
         CheckpointError: If the source cannot be read or, with ``strict``, does not fit.
     """
-    state = read_state_dict(source)
+    state = read_state_dict(source, strip_prefixes)
     if prefix:
         state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     report = compare_state_dict(module, state)
