@@ -15,6 +15,7 @@ from famipose.models.checkpoint import (
     official_hrnet_config,
     official_hrnet_model,
     parse_size,
+    read_state_dict,
     size_from_file_name,
 )
 from famipose.models.hrnet import HRNet
@@ -95,7 +96,7 @@ def test_weights_load_strictly_and_reproduce_the_network(tmp_path: Path) -> None
     state = _official_state("tiny")
     path = tmp_path / "pose_hrnet_tiny_128x96.pth"
     torch.save(state, path)
-    model, config = official_hrnet_model(path)
+    model, config = official_hrnet_model(read_state_dict(path), path)
     assert config.input_size == (96, 128) and config.backbone.name == "tiny"
     reference = HRNet.from_name("tiny")
     reference.load_state_dict(state)
@@ -107,9 +108,10 @@ def test_weights_load_strictly_and_reproduce_the_network(tmp_path: Path) -> None
 def test_a_missing_key_is_named(tmp_path: Path) -> None:
     state = _official_state("tiny")
     del state["stage2.0.fuse_layers.0.1.0.weight"]
-    torch.save(state, tmp_path / "pose_hrnet_tiny_128x96.pth")
+    path = tmp_path / "pose_hrnet_tiny_128x96.pth"
+    torch.save(state, path)
     with pytest.raises(CheckpointError, match=r"pose_hrnet_tiny_128x96\.pth.*missing keys \(1\): stage2\.0\.fuse"):
-        official_hrnet_model(tmp_path / "pose_hrnet_tiny_128x96.pth")
+        official_hrnet_model(read_state_dict(path), path)
 
 
 def test_video_model_needs_no_config_for_an_official_file(tmp_path: Path) -> None:

@@ -424,7 +424,7 @@ def make_detector(
         DataError: the box file is malformed.
         CheckpointError: detector weights are missing, unreadable or do not fit.
     """
-    from famipose.inference import learned_detectors as learned
+    from famipose.inference import learned_detectors as learned  # it imports this module's Detections
 
     if boxes is not None:
         return load_box_file(boxes, names)

@@ -22,7 +22,6 @@ Shape symbols: B frames, N boxes, A candidate boxes of a YOLO output, C classes.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -38,8 +37,6 @@ from torch import nn
 from famipose.inference.detector import TORCHVISION_DETECTORS, Detections
 from famipose.inference.video_io import Frame
 from famipose.models.checkpoint import CheckpointError, load_weights
-
-logger = logging.getLogger(__name__)
 
 TORCHVISION_PERSON_LABEL = 1  # COCO category id, torchvision's 91-way labels
 YOLO_PERSON_CLASS = 0  # index among YOLO's 80 COCO classes

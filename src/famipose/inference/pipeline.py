@@ -619,9 +619,10 @@ def load_model_and_config(
         try:
             cfg = from_dict(Config, load_checkpoint(checkpoint)["config"])
         except CheckpointError as err:
-            if not is_official_hrnet(read_state_dict(checkpoint)):
+            state = read_state_dict(checkpoint)
+            if not is_official_hrnet(state):
                 raise ConfigError(f"pass --config: {err} (nor an official HRNet pose state dict)") from err
-            model, model_config = official_hrnet_model(checkpoint, input_size)
+            model, model_config = official_hrnet_model(state, checkpoint, input_size)
             return model, Config(model=model_config)
     else:
         raise ConfigError("pass --config: the weights file carries no configuration")
@@ -728,8 +729,9 @@ class VideoPoseEstimator:
         return make_detector(self.detector_name, self.boxes, names, self.detector_weights, self.device)
 
     def _detector(self, source: FrameSource) -> Detector:
-        """A fresh detector (the motion detector and box files keep per-run state), with the image
-        folder's file names for box files."""
+        """The detector of one run: the constructor's for the first run, a new one for later runs
+        (the motion detector and box files keep per-run state) and for a box file read with an
+        image folder's file names."""
         if self.boxes is not None and isinstance(source, ImageFolderSource):
             self._unused_detector = None
             names = self._names.merged(FrameNames(by_name={file.name: i for i, file in enumerate(source.files)}))

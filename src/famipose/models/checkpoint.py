@@ -477,7 +477,7 @@ def official_hrnet_config(
 
 
 def official_hrnet_model(
-    source: StateSource, input_size: tuple[int, int] | None = None
+    state: Mapping[str, Tensor], source: StateSource, input_size: tuple[int, int] | None = None
 ) -> tuple[FamiPose, ModelConfig]:
     """The single-frame model of an official HRNet COCO checkpoint, with its weights.
 
@@ -485,17 +485,17 @@ def official_hrnet_model(
     :class:`~famipose.models.hrnet.HRNet` exactly.
 
     Args:
-        source: The bare state dict (file or mapping; ``module.`` / ``state_dict`` wrappers accepted).
+        state: The bare state dict, as :func:`read_state_dict` returns it.
+        source: Where it came from: the file whose name may state the size, or a mapping.
         input_size: Crop size ``(w, h)`` when the file name has none; must agree with it otherwise.
 
     Returns:
         The model in eval mode on the CPU, and its config.
 
     Raises:
-        CheckpointError: The file is unreadable, :func:`official_hrnet_config` refuses it, or a
-            key does not fit; the message names the file.
+        CheckpointError: :func:`official_hrnet_config` refuses the state dict, or a key does not
+            fit; the message names the file.
     """
-    state = read_state_dict(source)
     config = official_hrnet_config(state, source, input_size)
     model = FamiPose(config)
     report = compare_state_dict(model.backbone, state)
