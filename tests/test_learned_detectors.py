@@ -4,7 +4,8 @@ models built in the test, decoded to known boxes; the torch hub cache; refusals 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
@@ -33,7 +34,7 @@ pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 
 @pytest.fixture
-def hub_dir(tmp_path: Path) -> Path:
+def hub_dir(tmp_path: Path) -> Iterator[Path]:
     """An empty torch hub cache for the test; torch's own is restored afterwards."""
     saved = torch.hub.get_dir()
     torch.hub.set_dir(str(tmp_path / "hub"))
@@ -229,3 +230,12 @@ def test_the_pipeline_detects_in_batches_of_frames_and_times_it(
     assert result.timings["detect"] > 0
     boxes = sorted(tuple(np.round(p.box, 3)) for p in result.frames[2].persons)
     assert boxes == sorted(tuple(b) for b in EXPECTED_BOXES)
+
+
+def test_onnx_without_onnxruntime_says_what_to_install(
+    tmp_path: Path, make_constant_onnx: ConstantOnnx, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = make_constant_onnx(tmp_path / "yolo.onnx", _end_to_end_output(), FIXED)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime now raises ImportError
+    with pytest.raises(ValueError, match="needs the onnxruntime package"):
+        make_detector("onnx", weights=path)

@@ -239,6 +239,7 @@ class OnnxYoloDetector:
         batch_size: Frames per call when the model's batch dimension is symbolic.
 
     Raises:
+        ValueError: onnxruntime is not installed.
         CheckpointError: The file is missing, not an ONNX model, has a fixed batch other than 1,
             or its output has neither layout; the message names the file.
     """
@@ -251,8 +252,10 @@ class OnnxYoloDetector:
         default_size: tuple[int, int] = (640, 640),
         batch_size: int = 4,
     ) -> None:
-        import onnxruntime
-
+        try:
+            import onnxruntime
+        except ImportError as err:
+            raise ValueError("detector 'onnx' needs the onnxruntime package (famipose's 'onnx' extra)") from err
         self.path = Path(path)
         self.score_threshold = score_threshold
         self.nms_iou = nms_iou
