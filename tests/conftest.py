@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -37,3 +38,58 @@ def famipose_logging_reset() -> Iterator[None]:
     logger = logging.getLogger("famipose")
     logger.handlers.clear()
     logger.propagate = True
+
+
+@pytest.fixture(scope="session")
+def person_ssdlite_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Random SSDlite320 weights (torchvision layout) whose coarsest level sees a person everywhere.
+
+    The person logit of the 1x1 level's classification layer is raised by 8 (the other weights
+    keep torchvision's random initialisation), so each image gets a few confident person boxes
+    (up to 6 anchors, before NMS) and nothing else above 0.4: a real code path at a tiny cost.
+    """
+    import torchvision
+
+    torch.manual_seed(0)
+    model = torchvision.models.get_model("ssdlite320_mobilenet_v3_large", weights=None, weights_backbone=None)
+    last = model.head.classification_head.module_list[-1][1]  # Conv2d(128, anchors * 91, 1)
+    with torch.no_grad():
+        last.bias.view(-1, 91)[:, 1] += 8.0  # column = anchor * classes + class; COCO person = 1
+    path = tmp_path_factory.mktemp("detector") / "ssdlite_person.pth"
+    torch.save(model.state_dict(), path)
+    return path
+
+
+def _constant_onnx(path: Path, output: np.ndarray, input_shape: list[int | str]) -> Path:
+    """Write an ONNX model returning ``output`` (1, D1, D2) for each image of its ``input_shape``
+    (B, 3, h, w; B may be symbolic) input, whatever the image holds."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [
+        helper.make_node("ReduceMean", ["images"], ["mean"], axes=[1, 2, 3], keepdims=0),  # (B,)
+        helper.make_node("Mul", ["mean", "zero"], ["nothing"]),
+        helper.make_node("Unsqueeze", ["nothing", "axes"], ["per_image"]),  # (B, 1, 1)
+        helper.make_node("Add", ["constant", "per_image"], ["output0"]),  # (B, D1, D2)
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "constant_detector",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, input_shape)],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, None)],
+        initializer=[
+            numpy_helper.from_array(output, "constant"),
+            numpy_helper.from_array(np.float32(0), "zero"),
+            numpy_helper.from_array(np.array([1, 2], np.int64), "axes"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+@pytest.fixture
+def make_constant_onnx() -> Callable[[Path, np.ndarray, list[int | str]], Path]:
+    """The writer of constant ONNX detectors (:func:`_constant_onnx`)."""
+    return _constant_onnx

@@ -113,7 +113,12 @@ def video(
     boxes: Annotated[
         Path | None, typer.Option("--boxes", help="Person boxes: COCO results or PoseTrack18 annotations.")
     ] = None,
-    detector: Annotated[str, typer.Option(help="Built-in detector without --boxes: auto|hog|motion|none.")] = "auto",
+    detector: Annotated[
+        str, typer.Option(help="Without --boxes: auto|hog|motion|none|onnx or a torchvision detector name.")
+    ] = "auto",
+    detector_weights: Annotated[
+        Path | None, typer.Option("--detector-weights", help="Weights of --detector onnx or a torchvision model.")
+    ] = None,
     gt_json: Annotated[
         Path | None, typer.Option("--gt-json", help="PoseTrack18 GT of this video: image ids and file names.")
     ] = None,
@@ -135,6 +140,9 @@ def video(
     allow_empty: Annotated[
         bool, typer.Option("--allow-empty", help="Write the outputs even when no person is found.")
     ] = False,
+    input_size: Annotated[
+        str | None, typer.Option("--input-size", help="Official HRNet file without size in its name: HxW (256x192).")
+    ] = None,
 ) -> None:
     """Estimate and track poses in a video; write PoseTrack18 and COCO JSON and an overlay video.
 
@@ -146,6 +154,7 @@ def video(
     from famipose.inference import EstimatorOptions, TrackerConfig, VideoPoseEstimator, process_video
     from famipose.inference.pipeline import default_image_prefix
     from famipose.inference.video_io import release_freed_frames_to_os
+    from famipose.models.checkpoint import parse_size
 
     setup_logging()
     release_freed_frames_to_os()
@@ -160,8 +169,9 @@ def video(
             tracker=TrackerConfig(min_hits=min_hits, max_misses=max_misses),
         )  # fmt: skip
         estimator = VideoPoseEstimator.from_checkpoint(
-            checkpoint, config, overrides or [], options, detector=detector, boxes=boxes, gt_json=gt_json, device=device
-        )
+            checkpoint, config, overrides or [], options, parse_size(input_size) if input_size else None,
+            detector=detector, detector_weights=detector_weights, boxes=boxes, gt_json=gt_json, device=device,
+        )  # fmt: skip
         result = process_video(estimator, source, json_out, coco_out, out, progress=True, allow_empty=allow_empty)
     stages = ", ".join(f"{stage} {seconds:.2f}s" for stage, seconds in result.timings.items())
     typer.echo(

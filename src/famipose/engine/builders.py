@@ -205,7 +205,8 @@ def load_matching(model: nn.Module, source: str | Path) -> list[str]:
 
     Args:
         model: Target network (modified in place).
-        source: A training checkpoint, ``.safetensors`` export or state-dict file.
+        source: A training checkpoint, ``.safetensors`` export, state-dict file or official HRNet
+            state dict (``pose_hrnet_w48_384x288.pth``, loaded into ``backbone``).
 
     Returns:
         The names loaded.

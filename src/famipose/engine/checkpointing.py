@@ -34,7 +34,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from famipose.files import atomic_path
-from famipose.models.checkpoint import CheckpointError
+from famipose.models.checkpoint import CheckpointError, hrnet_as_famipose_state
 
 LAST_NAME = "last.pth"
 BEST_NAME = "best.pth"
@@ -167,7 +167,8 @@ def read_model_state(source: str | os.PathLike[str] | Mapping[str, Any]) -> dict
     """The network weights of a training checkpoint, a ``.safetensors`` export or a raw state dict.
 
     Unlike :func:`famipose.models.checkpoint.read_state_dict`, keys are kept as they are
-    (``backbone.*`` included), so the result loads into a whole :class:`FamiPose`.
+    (``backbone.*`` included), so the result loads into a whole :class:`FamiPose`; an official
+    HRNet state dict (``pose_hrnet_w32_256x192.pth``) gets its keys put under ``backbone.``.
 
     Args:
         source: A path or an in-memory checkpoint.
@@ -192,7 +193,7 @@ def read_model_state(source: str | os.PathLike[str] | Mapping[str, Any]) -> dict
         content = content["model"]
     if not isinstance(content, Mapping) or not all(isinstance(v, Tensor) for v in content.values()):
         raise CheckpointError(f"checkpoint {name} holds no state dict of tensors")
-    return {str(key).removeprefix("module."): value for key, value in content.items()}
+    return hrnet_as_famipose_state({str(key).removeprefix("module."): value for key, value in content.items()})
 
 
 def export_safetensors(checkpoint: str | os.PathLike[str] | Mapping[str, Any], path: str | os.PathLike[str]) -> Path:

@@ -9,6 +9,7 @@ the ONNX exporter).
 
 from famipose.inference.detector import (
     DETECTORS,
+    TORCHVISION_DETECTORS,
     Detections,
     FrameNames,
     HOGPersonDetector,
@@ -38,6 +39,7 @@ from famipose.inference.video_io import Frame, FrameSource, VideoReadError, Vide
 __all__ = [
     "DETECTORS",
     "MODES",
+    "TORCHVISION_DETECTORS",
     "Detections",
     "DrawnPerson",
     "EstimatorOptions",

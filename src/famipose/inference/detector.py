@@ -1,12 +1,16 @@
-"""Person boxes for video inference: a box file or a built-in detector that needs no download.
+"""Person boxes for video inference: a box file, a built-in detector, or a detector from local weights.
 
 Built-in detectors: ``hog``, OpenCV's bundled HOG people detector (OpenCV 4 only: OpenCV 5 dropped
 ``cv2.HOGDescriptor`` from its main package), and ``motion``, moving upright blobs found by
-background subtraction (static cameras; works on any OpenCV). ``auto`` picks ``hog`` when OpenCV
-has it, else ``motion``.
+background subtraction (static cameras; works on any OpenCV). From local weights (never
+downloaded, :mod:`famipose.inference.learned_detectors`): the torchvision COCO detectors of
+:data:`TORCHVISION_DETECTORS` and ``onnx``, a YOLO-style ONNX model. ``auto`` runs the best
+torchvision detector whose weights are in the torch hub cache, else ``hog`` when OpenCV has it,
+else ``motion``.
 
-Every detector maps a :class:`~famipose.inference.video_io.Frame` to :class:`Detections`; the
-boxes are then cleaned by :func:`clean_detections` (score threshold, clipping to the image, NMS).
+Every detector maps a :class:`~famipose.inference.video_io.Frame` to :class:`Detections`
+(:func:`detect_frames` gives several frames to a :class:`BatchDetector` at once); the boxes are
+then cleaned by :func:`clean_detections` (score threshold, clipping to the image, NMS).
 
 Box files are read by :func:`load_box_file` in two layouts:
 
@@ -28,7 +32,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import cv2
 import numpy as np
@@ -41,7 +45,19 @@ from famipose.inference.video_io import Frame
 logger = logging.getLogger(__name__)
 
 PERSON_CATEGORY_ID = 1
-DETECTORS: tuple[str, ...] = ("auto", "hog", "motion", "none")
+# torchvision COCO detectors, best COCO box AP first (the order ``auto`` tries them in).
+TORCHVISION_DETECTORS: tuple[str, ...] = (
+    "fasterrcnn_resnet50_fpn_v2",
+    "retinanet_resnet50_fpn_v2",
+    "fcos_resnet50_fpn",
+    "fasterrcnn_resnet50_fpn",
+    "retinanet_resnet50_fpn",
+    "fasterrcnn_mobilenet_v3_large_fpn",
+    "ssd300_vgg16",
+    "fasterrcnn_mobilenet_v3_large_320_fpn",
+    "ssdlite320_mobilenet_v3_large",
+)
+DETECTORS: tuple[str, ...] = ("auto", "hog", "motion", "none", "onnx", *TORCHVISION_DETECTORS)
 _TRAILING_DIGITS = re.compile(r"(\d+)\D*$")
 _MOTION_THRESHOLD = 25  # grey levels a pixel must change by to count as moving
 
@@ -74,6 +90,22 @@ class Detector(Protocol):
     def __call__(self, frame: Frame) -> Detections:
         """Boxes of ``frame`` (not yet cleaned)."""
         ...
+
+
+@runtime_checkable
+class BatchDetector(Detector, Protocol):
+    """A detector that is faster on several frames at once (the learned ones)."""
+
+    def detect_batch(self, frames: Sequence[Frame]) -> list[Detections]:
+        """Boxes of each frame, in order (not yet cleaned)."""
+        ...
+
+
+def detect_frames(detector: Detector, frames: Sequence[Frame]) -> list[Detections]:
+    """Boxes of several frames in order: one batched call where the detector has one."""
+    if isinstance(detector, BatchDetector):
+        return detector.detect_batch(frames)
+    return [detector(frame) for frame in frames]
 
 
 def xywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
@@ -378,33 +410,61 @@ def load_box_file(path: str | Path, names: FrameNames | None = None) -> BoxFileD
     return BoxFileDetector(str(source), per_frame, len(entries), skipped, ground_truth)
 
 
-def make_detector(name: str, boxes: str | Path | None = None, names: FrameNames | None = None) -> Detector:
-    """The person detector for ``--boxes`` / ``--detector``.
+def make_detector(
+    name: str,
+    boxes: str | Path | None = None,
+    names: FrameNames | None = None,
+    weights: str | Path | None = None,
+    device: torch.device | str = "cpu",
+) -> Detector:
+    """The person detector for ``--boxes`` / ``--detector`` / ``--detector-weights``.
+
+    ``auto`` runs the first of :data:`TORCHVISION_DETECTORS` whose weights are in the torch hub
+    cache, else ``hog`` (``motion`` on an OpenCV without HOG), and logs which one in a line.
 
     Args:
         name: one of :data:`DETECTORS`; ignored when ``boxes`` is given.
         boxes: a box file (see :func:`load_box_file`).
         names: frame mapping for the box file.
+        weights: the weights of ``onnx`` (required) or a torchvision detector (default: the
+            torch hub cache).
+        device: where a torchvision detector runs.
 
     Returns:
         The detector.
 
     Raises:
-        ValueError: an unknown name, ``"none"`` without a box file, or ``"hog"`` on an OpenCV
-            without it.
+        ValueError: an unknown name, ``"none"`` without a box file, ``"hog"`` on an OpenCV
+            without it, or weights for a detector that takes none.
         DataError: the box file is malformed.
+        CheckpointError: detector weights are missing, unreadable or do not fit.
     """
+    from famipose.inference import learned_detectors as learned  # it imports this module's Detections
+
     if boxes is not None:
         return load_box_file(boxes, names)
     if name not in DETECTORS:
         raise ValueError(f"unknown detector {name!r}; valid names: {', '.join(DETECTORS)}")
+    if weights is not None and name not in ("onnx", *TORCHVISION_DETECTORS):
+        raise ValueError(f"--detector-weights needs --detector onnx or a torchvision detector, not {name!r}")
     if name == "none":
         raise ValueError("detector 'none' needs a box file (--boxes DETECTIONS.json)")
+    if name == "onnx":
+        if weights is None:
+            raise ValueError("detector 'onnx' needs --detector-weights MODEL.onnx")
+        return learned.OnnxYoloDetector(weights)
+    if name in TORCHVISION_DETECTORS:
+        return learned.TorchvisionDetector(learned.build_torchvision_detector(name, weights), device)
+    if name == "auto":
+        cached = next((tv for tv in TORCHVISION_DETECTORS if learned.find_hub_weights(tv) is not None), None)
+        if cached is not None:
+            logger.info("detector auto: %s, weights from %s", cached, learned.hub_checkpoint_dir())
+            return learned.TorchvisionDetector(learned.build_torchvision_detector(cached), device)
+        name = "hog" if hog_available() else "motion"
+        logger.info("detector auto: %s (no torchvision detection weights in %s)", name, learned.hub_checkpoint_dir())
     if name == "hog" and not hog_available():
         raise ValueError(
             f"OpenCV {cv2.__version__} has no HOG people detector (OpenCV 5 removed cv2.HOGDescriptor); "
             "install opencv-python-headless<5, or use --detector motion or --boxes"
         )
-    if name == "motion" or (name == "auto" and not hog_available()):
-        return MotionPersonDetector()
-    return HOGPersonDetector()
+    return MotionPersonDetector() if name == "motion" else HOGPersonDetector()

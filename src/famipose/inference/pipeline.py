@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import itertools
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -61,6 +62,7 @@ from famipose.inference.detector import (
     FrameNames,
     check_images,
     clean_detections,
+    detect_frames,
     make_detector,
     xywh_to_xyxy,
 )
@@ -75,6 +77,7 @@ from famipose.inference.video_io import (
     open_frames,
 )
 from famipose.models.alignment import warp_features
+from famipose.models.checkpoint import is_official_hrnet, official_hrnet_model, read_state_dict
 from famipose.models.famipose import FamiPose
 from famipose.models.heads import PoseLogits
 
@@ -252,6 +255,8 @@ class EstimatorOptions:
         nms_iou: IoU above which a lower-scored box is suppressed.
         box_padding: crop enlargement after aspect fixing (as in training).
         chunk_length: fast mode: key frames processed together (batching; latency in frames).
+        detect_batch: frames decoded and given to the detector together (learned detectors run
+            them as one batch).
         tracker: tracking settings.
     """
 
@@ -261,6 +266,7 @@ class EstimatorOptions:
     nms_iou: float = 0.5
     box_padding: float = 1.25
     chunk_length: int = 16
+    detect_batch: int = 4
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
 
     def __post_init__(self) -> None:
@@ -271,8 +277,11 @@ class EstimatorOptions:
         """
         if self.mode not in MODES:
             raise ValueError(f"unknown mode {self.mode!r}; valid modes: {', '.join(MODES)}")
-        if self.batch_size < 1 or self.chunk_length < 1:
-            raise ValueError(f"batch_size and chunk_length must be >= 1, got {self.batch_size}, {self.chunk_length}")
+        if min(self.batch_size, self.chunk_length, self.detect_batch) < 1:
+            raise ValueError(
+                f"batch_size, chunk_length and detect_batch must be >= 1, got "
+                f"{self.batch_size}, {self.chunk_length}, {self.detect_batch}"
+            )
 
 
 class StageTimer:
@@ -575,21 +584,30 @@ def default_image_prefix(path: str | Path) -> str:
 
 
 def load_model_and_config(
-    checkpoint: str | Path | None, config: str | Path | None = None, overrides: Sequence[str] = ()
+    checkpoint: str | Path | None,
+    config: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    input_size: tuple[int, int] | None = None,
 ) -> tuple[FamiPose, Config]:
     """Build the network from a config file (or a training checkpoint's embedded config) and weights.
 
+    Without a config, an official HRNet COCO state dict (``pose_hrnet_w48_384x288.pth``) gives
+    the single-frame model it describes (:func:`~famipose.models.checkpoint.official_hrnet_model`).
+
     Args:
-        checkpoint: training checkpoint, ``.safetensors`` export or state-dict file; ``None`` keeps
-            the random initialisation (with a warning).
-        config: experiment YAML; required unless ``checkpoint`` is a training checkpoint.
+        checkpoint: training checkpoint, ``.safetensors`` export, state-dict file or official HRNet
+            state dict; ``None`` keeps the random initialisation (with a warning).
+        config: experiment YAML; required unless ``checkpoint`` is a training checkpoint or an
+            official HRNet state dict.
         overrides: ``section.key=value`` overrides.
+        input_size: crop size ``(w, h)`` of an official HRNet state dict whose file name has none.
 
     Returns:
         The network in eval mode on the CPU, and its config.
 
     Raises:
-        ConfigError: no config can be found, it is invalid, or overrides come without ``config``.
+        ConfigError: no config can be found, it is invalid, overrides come without ``config``, or
+            ``input_size`` comes with anything but an official HRNet state dict.
         CheckpointError: the weights cannot be read or do not fit.
     """
     if config is not None:
@@ -598,11 +616,21 @@ def load_model_and_config(
         raise ConfigError("overrides need --config (a checkpoint's embedded config is used as it is)")
     elif checkpoint is not None and Path(checkpoint).suffix != ".safetensors":
         content = read_checkpoint_file(checkpoint)  # an unreadable file is a CheckpointError, not a config problem
-        if not isinstance(content, dict) or not isinstance(content.get("config"), dict):
-            raise ConfigError(f"{checkpoint}: holds weights without a config; pass --config (the experiment YAML)")
-        cfg = from_dict(Config, content["config"])
+        if isinstance(content, dict) and isinstance(content.get("config"), dict):
+            cfg = from_dict(Config, content["config"])
+        else:
+            state = read_state_dict(content) if isinstance(content, dict) else {}
+            if not is_official_hrnet(state):
+                raise ConfigError(
+                    f"{checkpoint}: holds weights without a config, and not an official HRNet pose state dict; "
+                    "pass --config (the experiment YAML)"
+                )
+            model, model_config = official_hrnet_model(state, checkpoint, input_size)
+            return model, Config(model=model_config)
     else:
         raise ConfigError(f"{checkpoint}: the weights file carries no configuration; pass --config")
+    if input_size is not None:
+        raise ConfigError("--input-size applies to an official HRNet state dict alone; a config sets model.input_size")
     if checkpoint is None:
         logger.warning("no checkpoint given: the network keeps its random initialisation")
         model = FamiPose(cfg.model)
@@ -638,7 +666,9 @@ class VideoPoseEstimator:
 
     Args:
         model: the network (any variant and head).
-        detector: built-in detector name (``auto``, ``hog``, ``motion``) used when ``boxes`` is None.
+        detector: detector name (:data:`~famipose.inference.detector.DETECTORS`) used when
+            ``boxes`` is None.
+        detector_weights: weights of an ``onnx`` or torchvision detector.
         boxes: a box file (COCO results or PoseTrack18 annotations, see
             :func:`famipose.inference.detector.load_box_file`).
         gt_json: a PoseTrack18 annotation file of the same video: its ``images`` list maps box-file
@@ -650,6 +680,7 @@ class VideoPoseEstimator:
     Raises:
         ValueError: an unknown detector or device, or ``none`` without boxes.
         DataError: ``gt_json`` is unreadable.
+        CheckpointError: detector weights are missing or do not fit.
     """
 
     def __init__(
@@ -657,6 +688,7 @@ class VideoPoseEstimator:
         model: FamiPose,
         *,
         detector: str = "auto",
+        detector_weights: str | Path | None = None,
         boxes: str | Path | None = None,
         gt_json: str | Path | None = None,
         options: EstimatorOptions | None = None,
@@ -668,8 +700,10 @@ class VideoPoseEstimator:
         self.gt_images = read_gt_images(gt_json) if gt_json is not None else None
         self.boxes = boxes
         self.detector_name = detector
+        self.detector_weights = detector_weights
         self._names = FrameNames.from_gt_images(self.gt_images) if self.gt_images else FrameNames()
-        make_detector(detector, boxes, self._names)  # fail early on bad arguments or files
+        # Built now to fail early on bad arguments or files; the first run uses it.
+        self._unused_detector: Detector | None = self._make_detector(self._names)
 
     @classmethod
     def from_checkpoint(
@@ -678,25 +712,35 @@ class VideoPoseEstimator:
         config: str | Path | None = None,
         overrides: Sequence[str] = (),
         options: EstimatorOptions | None = None,
+        input_size: tuple[int, int] | None = None,
         **kwargs: Any,
     ) -> VideoPoseEstimator:
         """Build the network with :func:`load_model_and_config` (crop padding from ``data.box_padding``).
 
         Args:
             checkpoint: weights file, or None for random weights.
-            config: experiment YAML (optional for training checkpoints).
+            config: experiment YAML (optional for training checkpoints and official HRNet files).
             overrides: config overrides.
             options: processing options; by default :class:`EstimatorOptions` with the config's padding.
+            input_size: crop size ``(w, h)`` of an official HRNet file whose name states none.
             **kwargs: the remaining constructor arguments.
         """
-        model, cfg = load_model_and_config(checkpoint, config, overrides)
+        model, cfg = load_model_and_config(checkpoint, config, overrides, input_size)
         return cls(model, options=options or EstimatorOptions(box_padding=cfg.data.box_padding), **kwargs)
 
+    def _make_detector(self, names: FrameNames) -> Detector:
+        return make_detector(self.detector_name, self.boxes, names, self.detector_weights, self.device)
+
     def _detector(self, source: FrameSource) -> Detector:
-        names = self._names
-        if isinstance(source, ImageFolderSource):
-            names = names.merged(FrameNames(by_name={file.name: i for i, file in enumerate(source.files)}))
-        return make_detector(self.detector_name, self.boxes, names)
+        """The detector of one run: the constructor's for the first run, a new one for later runs
+        (the motion detector and box files keep per-run state) and for a box file read with an
+        image folder's file names."""
+        if self.boxes is not None and isinstance(source, ImageFolderSource):
+            self._unused_detector = None
+            names = self._names.merged(FrameNames(by_name={file.name: i for i, file in enumerate(source.files)}))
+            return self._make_detector(names)
+        detector, self._unused_detector = self._unused_detector or self._make_detector(self._names), None
+        return detector
 
     def run(self, path: str | Path, overlay: str | Path | None = None, progress: bool = False) -> VideoResult:
         """Estimate and track the poses of every person in a video.
@@ -732,16 +776,16 @@ class VideoPoseEstimator:
         ):
             while True:
                 with timer("decode"):
-                    frame = next(frames, None)
-                if frame is None:
+                    batch = list(itertools.islice(frames, self.options.detect_batch))
+                if not batch:
                     break
-                item = self._detect(frame, detector, timer, counts)
-                if fast:
-                    with timer("track"):
-                        item.keys = tracker.update(item.boxes)
-                        item.tracker_step = tracker.num_updates
-                pending.extend(self._track(windows.push(item), tracker, timer, fast))
-                self._emit(pending, tracker, result, writer, timer, advance, finished=False)
+                for item in self._detect(batch, detector, timer, counts):
+                    if fast:
+                        with timer("track"):
+                            item.keys = tracker.update(item.boxes)
+                            item.tracker_step = tracker.num_updates
+                    pending.extend(self._track(windows.push(item), tracker, timer, fast))
+                    self._emit(pending, tracker, result, writer, timer, advance, finished=False)
             pending.extend(self._track(windows.flush(), tracker, timer, fast))
             self._emit(pending, tracker, result, writer, timer, advance, finished=True)
         if writer is not None and not writer.frames_written:
@@ -751,17 +795,22 @@ class VideoPoseEstimator:
         result.wall_seconds = time.perf_counter() - start
         return result
 
-    def _detect(self, frame: Frame, detector: Detector, timer: StageTimer, counts: dict[str, int]) -> _Item:
+    def _detect(
+        self, frames: list[Frame], detector: Detector, timer: StageTimer, counts: dict[str, int]
+    ) -> list[_Item]:
+        """Cleaned person boxes of a batch of frames (one detector call where it batches)."""
+        exact_boxes = isinstance(detector, BoxFileDetector) and detector.ground_truth
+        items = []
         with timer("detect"):
-            raw = detector(frame)
-            height, width = frame.image.shape[:2]
-            exact_boxes = isinstance(detector, BoxFileDetector) and detector.ground_truth
-            kept, outside = clean_detections(
-                raw, (width, height), self.options.score_threshold, None if exact_boxes else self.options.nms_iou
-            )
-        counts["outside"] += outside
-        counts["empty"] += not len(kept)
-        return _Item(frame, kept.boxes, kept.scores)
+            for frame, raw in zip(frames, detect_frames(detector, frames), strict=True):
+                height, width = frame.image.shape[:2]
+                kept, outside = clean_detections(
+                    raw, (width, height), self.options.score_threshold, None if exact_boxes else self.options.nms_iou
+                )
+                counts["outside"] += outside
+                counts["empty"] += not len(kept)
+                items.append(_Item(frame, kept.boxes, kept.scores))
+        return items
 
     def _track(self, items: list[_Item], tracker: PoseTracker, timer: StageTimer, fast: bool) -> list[_Item]:
         """Drop duplicate poses, then link exact-mode poses into tracks (fast mode tracked the boxes on arrival)."""

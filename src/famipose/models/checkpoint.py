@@ -35,6 +35,7 @@ Two tensors change on the way:
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,7 @@ from torch import Tensor, nn
 from famipose.config import BackboneConfig, GTMConfig, LCMConfig, ModelConfig
 from famipose.models.alignment import pixels_to_normalized
 from famipose.models.famipose import FamiPose
+from famipose.models.hrnet import HRNET_SPECS
 
 StateSource = str | os.PathLike[str] | Mapping[str, object]
 
@@ -119,7 +121,7 @@ def _load_file(path: Path) -> object:
         raise CheckpointError(f"cannot read checkpoint {_source_name(path)}: {err}") from err
 
 
-def read_state_dict(source: StateSource) -> dict[str, Tensor]:
+def read_state_dict(source: StateSource, strip_prefixes: bool = True) -> dict[str, Tensor]:
     """Read a state dict from a file or a mapping and normalise its keys.
 
     Accepts a raw state dict or a dict wrapping it under ``"state_dict"`` or ``"model"``;
@@ -127,6 +129,8 @@ def read_state_dict(source: StateSource) -> dict[str, Tensor]:
 
     Args:
         source: Path of a checkpoint file, or an in-memory mapping.
+        strip_prefixes: Strip the wrapper prefixes (False for models whose own keys start with
+            ``backbone.``, such as torchvision's detectors).
 
     Returns:
         ``{parameter name: tensor}``.
@@ -145,7 +149,7 @@ def read_state_dict(source: StateSource) -> dict[str, Tensor]:
     non_tensors = [str(k) for k, v in content.items() if not isinstance(v, Tensor)]
     if non_tensors:
         raise CheckpointError(f"checkpoint {name} is not a state dict; non-tensor entries: {non_tensors[:5]}")
-    state = {_strip_prefixes(str(k)): v for k, v in content.items()}
+    state = {(_strip_prefixes(str(k)) if strip_prefixes else str(k)): v for k, v in content.items()}
     if len(state) != len(content):
         raise CheckpointError(f"checkpoint {name} has keys that collide once prefixes are stripped")
     return state
@@ -175,7 +179,9 @@ def compare_state_dict(module: nn.Module, state: Mapping[str, Tensor]) -> LoadRe
     return LoadReport(missing, unexpected, mismatched)
 
 
-def load_weights(module: nn.Module, source: StateSource, strict: bool = True, prefix: str = "") -> LoadReport:
+def load_weights(
+    module: nn.Module, source: StateSource, strict: bool = True, prefix: str = "", strip_prefixes: bool = True
+) -> LoadReport:
     """Load a checkpoint into ``module``.
 
     Args:
@@ -185,6 +191,7 @@ def load_weights(module: nn.Module, source: StateSource, strict: bool = True, pr
             When False, only keys that exist with the right shape are loaded.
         prefix: Use only the keys starting with this prefix, with the prefix removed, e.g.
             ``"backbone_net."`` to load a sub-network out of a larger checkpoint.
+        strip_prefixes: See :func:`read_state_dict`.
 
     Returns:
         The differences that were tolerated (empty when ``strict``).
@@ -192,7 +199,7 @@ def load_weights(module: nn.Module, source: StateSource, strict: bool = True, pr
     Raises:
         CheckpointError: If the source cannot be read or, with ``strict``, does not fit.
     """
-    state = read_state_dict(source)
+    state = read_state_dict(source, strip_prefixes)
     if prefix:
         state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     report = compare_state_dict(module, state)
@@ -347,3 +354,154 @@ def convert_release_file(
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(state, path)
     return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Official HRNet pose checkpoints (pose_hrnet_w32_256x192.pth, pose_hrnet_w48_384x288.pth, ...)
+# ---------------------------------------------------------------------------------------------
+
+OFFICIAL_NUM_JOINTS = 17  # the COCO keypoints of the official COCO checkpoints
+_HEATMAP_LAYER = "final_layer.weight"  # (K, width, 1, 1): the official pose head
+_SIZE_IN_NAME = re.compile(r"(\d+)x(\d+)")
+_HRNET_MODULES = ("conv1.", "bn1.", "conv2.", "bn2.", "layer1.", "transition", "stage", "final_layer.")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """An ``HEIGHTxWIDTH`` string, as in the official file names (``384x288``), as ``(w, h)``.
+
+    Raises:
+        ValueError: Not two positive multiples of 4 joined by ``x``.
+    """
+    match = _SIZE_IN_NAME.fullmatch(text.strip())
+    height, width = (int(v) for v in match.groups()) if match else (0, 0)
+    if min(height, width) <= 0 or height % 4 or width % 4:
+        raise ValueError(f"input size {text!r} must be HEIGHTxWIDTH in pixels, multiples of 4 (e.g. 384x288)")
+    return width, height
+
+
+def size_from_file_name(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """The ``(w, h)`` an official file name states (``pose_hrnet_w48_384x288.pth`` → (288, 384)), or None."""
+    matches = _SIZE_IN_NAME.findall(Path(path).stem)
+    return parse_size("x".join(matches[-1])) if matches else None
+
+
+def is_official_hrnet(state: Mapping[str, Tensor]) -> bool:
+    """Whether a state dict has the official HRNet pose layout: ``conv1``, a (K, C, 1, 1)
+    ``final_layer`` and no module HRNet does not have."""
+    head = state.get(_HEATMAP_LAYER)
+    return (
+        "conv1.weight" in state
+        and head is not None
+        and head.dim() == 4
+        and head.shape[2:] == (1, 1)
+        and all(key.startswith(_HRNET_MODULES) for key in state)
+    )
+
+
+def hrnet_as_famipose_state(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """An official-layout HRNet state dict with its keys under ``backbone.`` (a FamiPose state dict);
+    any other state dict is returned unchanged."""
+    if not is_official_hrnet(state):
+        return dict(state)
+    return {f"backbone.{key}": value for key, value in state.items()}
+
+
+def _not_official_reason(state: Mapping[str, Tensor]) -> str:
+    """Why a state dict is not an official HRNet pose state dict, in words."""
+    classifier = [key for key in ("classifier.weight", "fc.weight", "head.fc.weight") if key in state]
+    if classifier:
+        return f"it looks like an image classifier (it has {classifier[0]!r}), not a pose model"
+    foreign = [key for key in state if not key.startswith(_HRNET_MODULES)]
+    if foreign:
+        return f"{_listing('keys of no HRNet module', foreign)}"
+    if _HEATMAP_LAYER in state:
+        return f"{_HEATMAP_LAYER!r} is {list(state[_HEATMAP_LAYER].shape)}, not a (K, C, 1, 1) heatmap layer"
+    return f"it has no {_HEATMAP_LAYER!r} heatmap layer" + ("" if "conv1.weight" in state else " and no 'conv1.weight'")
+
+
+def _official_input_size(source: StateSource, input_size: tuple[int, int] | None) -> tuple[int, int]:
+    """The crop size of an official checkpoint: the file name's, or ``input_size`` (they must agree)."""
+    named = None if isinstance(source, Mapping) else size_from_file_name(source)
+    if named is not None and input_size is not None and named != input_size:
+        raise CheckpointError(
+            f"checkpoint {_source_name(source)} is named for {named[1]}x{named[0]} (HxW) but the input size "
+            f"{input_size[1]}x{input_size[0]} was asked for; drop the size flag or rename the file"
+        )
+    size = named or input_size
+    if size is None:
+        raise CheckpointError(
+            f"checkpoint {_source_name(source)}: its name states no input size (like ..._256x192.pth); "
+            "pass --input-size HEIGHTxWIDTH"
+        )
+    return size
+
+
+def official_hrnet_config(
+    state: Mapping[str, Tensor], source: StateSource, input_size: tuple[int, int] | None = None
+) -> ModelConfig:
+    """The single-frame model an official HRNet COCO state dict describes.
+
+    The width (32, 48, or 16 for our ``tiny`` preset) comes from the ``final_layer`` shape
+    (17, width, 1, 1), the input size from the file name (``pose_hrnet_w48_384x288.pth``: h 384,
+    w 288) or ``input_size``.
+
+    Args:
+        state: The state dict (as :func:`read_state_dict` returns it).
+        source: Where it came from: the file whose name may state the size, or a mapping.
+        input_size: Crop size ``(w, h)`` when the file name has none; must agree with it otherwise.
+
+    Returns:
+        A ``single_frame`` config with 17 joints.
+
+    Raises:
+        CheckpointError: Not an official HRNet pose state dict (e.g. a classifier), a width
+            without preset, not 17 joints, no size or disagreeing sizes; the message names the file.
+    """
+    name = _source_name(source)
+    if not is_official_hrnet(state):
+        reason = _not_official_reason(state)
+        raise CheckpointError(f"checkpoint {name} is not an official HRNet pose state dict: {reason}")
+    joints, width = state[_HEATMAP_LAYER].shape[:2]
+    presets = {spec.width: preset for preset, spec in HRNET_SPECS.items()}
+    if width not in presets:
+        raise CheckpointError(f"checkpoint {name} is an HRNet of width {width}; known widths: {sorted(presets)}")
+    if joints != OFFICIAL_NUM_JOINTS:
+        raise CheckpointError(f"checkpoint {name} predicts {joints} joints; only the {OFFICIAL_NUM_JOINTS} COCO "
+                              "joints are supported (MPII checkpoints are not)")
+    return ModelConfig(
+        variant="single_frame",
+        num_joints=OFFICIAL_NUM_JOINTS,
+        input_size=_official_input_size(source, input_size),
+        backbone=BackboneConfig(name=presets[width]),
+    )
+
+
+def official_hrnet_model(
+    state: Mapping[str, Tensor], source: StateSource, input_size: tuple[int, int] | None = None
+) -> tuple[FamiPose, ModelConfig]:
+    """The single-frame model of an official HRNet COCO checkpoint, with its weights.
+
+    The config comes from :func:`official_hrnet_config`; every key must then match
+    :class:`~famipose.models.hrnet.HRNet` exactly.
+
+    Args:
+        state: The bare state dict, as :func:`read_state_dict` returns it.
+        source: Where it came from: the file whose name may state the size, or a mapping.
+        input_size: Crop size ``(w, h)`` when the file name has none; must agree with it otherwise.
+
+    Returns:
+        The model in eval mode on the CPU, and its config.
+
+    Raises:
+        CheckpointError: :func:`official_hrnet_config` refuses the state dict, or a key does not
+            fit; the message names the file.
+    """
+    config = official_hrnet_config(state, source, input_size)
+    model = FamiPose(config)
+    report = compare_state_dict(model.backbone, state)
+    if not report.ok:
+        raise CheckpointError(
+            f"checkpoint {_source_name(source)} does not fit HRNet {config.backbone.name}: {report.describe()}"
+        )
+    model.backbone.load_state_dict(state, strict=False)
+    return model.eval(), config

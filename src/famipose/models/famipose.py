@@ -83,7 +83,8 @@ class FamiPose(nn.Module):
         self.config = config
         self.backbone = HRNet.from_name(config.backbone.name, config.num_joints)
         channels = self.backbone.out_channels
-        if config.lcm.offset_groups <= 0 or channels % config.lcm.offset_groups:
+        uses_lcm = config.variant != "single_frame"
+        if uses_lcm and (config.lcm.offset_groups <= 0 or channels % config.lcm.offset_groups):
             raise ValueError(
                 f"lcm.offset_groups={config.lcm.offset_groups} must divide the backbone width {channels}"
             )
