@@ -8,10 +8,9 @@ a local file, JSON and overlay written), not the quality: every weight is random
 from __future__ import annotations
 
 import json
-import logging
 import re
 import shlex
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -39,15 +38,6 @@ pytestmark = [
     pytest.mark.usefixtures("torch_single_thread"),
     pytest.mark.skipif(not CLIP.is_file(), reason=f"shared sample clip absent: {CLIP}"),
 ]
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """The CLI points the famipose logger at the runner's (then closed) stderr; undo that after each test."""
-    logger = logging.getLogger("famipose")
-    saved = logger.handlers[:], logger.level, logger.propagate
-    yield
-    logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
 
 
 def _official_file(path: Path, preset: str) -> Path:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -47,15 +45,6 @@ STATIC_BOXES = np.array([[20.0, 10, 40, 90], [95, 20, 45, 95]])
 
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """The CLI points the famipose logger at the runner's (then closed) stderr; undo that after each test."""
-    logger = logging.getLogger("famipose")
-    saved = logger.handlers[:], logger.level, logger.propagate
-    yield
-    logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
 
 
 def _perturbed(config_path: Path, seed: int = 0) -> FamiPose:
