@@ -19,8 +19,8 @@ Detectors (torchvision, random weights saved to a temporary file and loaded with
 real 1280x720 clip (the first ``--detector-frames``: Faster R-CNN takes seconds a frame on a CPU;
 the model resizes them internally as torchvision does).
 
-Each measurement: one warm-up run, then the best of ``--repeats`` runs. About 4 minutes on 2 idle
-cores. From the repository root:
+Each measurement: one warm-up run, then the best of ``--repeats`` runs. About 90 seconds on the
+project's 2 CPU cores. From the repository root:
 
     PYTHONPATH=src .venv/bin/python benchmarks/video_own_speed.py
     PYTHONPATH=src .venv/bin/python benchmarks/video_own_speed.py --models w32-single \
