@@ -102,10 +102,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--detector-frames", type=int, default=2, help="frames of the clip each detector pass takes")
     parser.add_argument("--detect-batch", type=int, default=4, help="frames per detector call")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: PyTorch's default)")
+    parser.add_argument("--device", default="cpu", help="where the networks run (cpu, cuda)")
     return parser.parse_args()
 
 
-def pose_speed(setting: PoseSetting, frames: Path, boxes: Path, repeats: int, batch: int) -> tuple[int, float]:
+def pose_speed(
+    setting: PoseSetting, frames: Path, boxes: Path, repeats: int, batch: int, device: str = "cpu"
+) -> tuple[int, float]:
     """Persons processed per run and the best pose-stage seconds of ``repeats`` runs (after a warm-up).
 
     Args:
@@ -114,9 +117,10 @@ def pose_speed(setting: PoseSetting, frames: Path, boxes: Path, repeats: int, ba
         boxes: its PoseTrack18 annotation file (person boxes and frame names).
         repeats: timed runs.
         batch: crops per backbone call.
+        device: where the network runs.
     """
     options = EstimatorOptions(mode=setting.mode, batch_size=batch, tracker=TrackerConfig(min_hits=1))
-    estimator = VideoPoseEstimator(setting.build(), boxes=boxes, gt_json=boxes, options=options, device="cpu")
+    estimator = VideoPoseEstimator(setting.build(), boxes=boxes, gt_json=boxes, options=options, device=device)
     estimator.run(frames)  # warm-up
     best, persons = float("inf"), 0
     for _ in range(repeats):
@@ -126,14 +130,14 @@ def pose_speed(setting: PoseSetting, frames: Path, boxes: Path, repeats: int, ba
     return persons, best
 
 
-def detector_speed(name: str, frames: list[Frame], repeats: int, batch: int) -> float:
+def detector_speed(name: str, frames: list[Frame], repeats: int, batch: int, device: str = "cpu") -> float:
     """The best seconds of ``repeats`` passes of torchvision detector ``name`` (random weights, ``batch``
     frames per call) over ``frames``, after a warm-up on the first frame."""
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as folder:
         weights = Path(folder) / f"{name}.pth"
         torch.save(torchvision.models.get_model(name, weights=None, weights_backbone=None).state_dict(), weights)
-        detector = TorchvisionDetector(build_torchvision_detector(name, weights), "cpu", batch)
+        detector = TorchvisionDetector(build_torchvision_detector(name, weights), device, batch)
     detector.detect_batch(frames[:1])  # warm-up
     best = float("inf")
     for _ in range(repeats):
@@ -157,14 +161,14 @@ def main() -> None:
     print(f"pose: {frames} (GT boxes of {boxes.name}), batch {args.batch}; pose stages {', '.join(POSE_STAGES)}")
     for key in args.models:
         setting = SETTINGS[key]
-        persons, seconds = pose_speed(setting, frames, boxes, args.repeats, args.batch)
+        persons, seconds = pose_speed(setting, frames, boxes, args.repeats, args.batch, args.device)
         print(f"  {setting.label:38s} {persons / seconds:7.2f} person-frames/s  ({persons} persons in {seconds:.2f}s)")
     if args.detectors:
         clip = list(open_frames(args.detector_video))[: args.detector_frames]
         height, width = clip[0].image.shape[:2]
         print(f"detectors: {args.detector_video}, {len(clip)} frames {width}x{height}, {args.detect_batch} per call")
     for name in args.detectors:
-        seconds = detector_speed(name, clip, args.repeats, args.detect_batch)
+        seconds = detector_speed(name, clip, args.repeats, args.detect_batch, args.device)
         print(f"  {name:38s} {len(clip) / seconds:7.2f} frames/s  ({len(clip)} frames in {seconds:.2f}s)")
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}, "
           f"benchmark wall time {time.perf_counter() - start:.0f}s")  # fmt: skip

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -93,3 +96,20 @@ def _constant_onnx(path: Path, output: np.ndarray, input_shape: list[int | str])
 def make_constant_onnx() -> Callable[[Path, np.ndarray, list[int | str]], Path]:
     """The writer of constant ONNX detectors (:func:`_constant_onnx`)."""
     return _constant_onnx
+
+
+@pytest.fixture
+def load_benchmark(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], ModuleType]:
+    """``load_benchmark("dcn")`` imports ``benchmarks/dcn.py`` as a module (registered in ``sys.modules``
+    first: dataclasses resolve their annotations through it)."""
+
+    def load(name: str) -> ModuleType:
+        path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        monkeypatch.setitem(sys.modules, name, module)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
