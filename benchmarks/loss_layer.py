@@ -30,7 +30,8 @@ import json
 from pathlib import Path
 
 from famipose.demo import DemoSettings, ap_table, generate_data, stage_config
-from famipose.engine.logging import read_metrics, setup_logging
+from famipose.engine.logging import setup_logging
+from famipose.engine.report import logged_grad_ratios
 from famipose.engine.train import train
 
 STAGE1_CONFIG = "synthtrack_single_frame_tiny"
@@ -71,16 +72,6 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def grad_ratios(run_dir: Path) -> tuple[float, float] | None:
-    """The MI/pose gradient ratio at the first and the last logged step of a run, if it has MI."""
-    ratios = [
-        record["parts"]["mi/grad_ratio"]
-        for record in read_metrics(run_dir / "metrics.jsonl")
-        if record["kind"] == "train" and "mi/grad_ratio" in record["parts"]
-    ]
-    return (ratios[0], ratios[-1]) if ratios else None
-
-
 def run_arm(out: Path, name: str, config: str, epochs: int, extra: list[str], settings: DemoSettings) -> dict:
     """Train one arm (unless its result is on disk) and return its AP per group and gradient ratios."""
     run_dir = out / name
@@ -89,9 +80,10 @@ def run_arm(out: Path, name: str, config: str, epochs: int, extra: list[str], se
         return json.loads(result_path.read_text())
     result = train(stage_config(config, out / "synthtrack", settings, epochs, extra), run_dir, overwrite=True)
     assert result.last_eval is not None, f"{name} did not evaluate"
+    ratios = logged_grad_ratios(run_dir)  # MI/pose gradient ratio per logged step, first and last kept
     record = {
         "ap": {**result.last_eval.grouped, "Total": result.last_eval.total},
-        "grad_ratio": grad_ratios(run_dir),
+        "grad_ratio": (ratios[0], ratios[-1]) if ratios else None,
         "best_checkpoint": str(result.best_checkpoint or result.last_checkpoint),
     }
     result_path.write_text(json.dumps(record, indent=2))

@@ -83,6 +83,15 @@ def run_label(run_dir: Path) -> str:
     return stripped or run_dir.parent.name
 
 
+def logged_grad_ratios(run_dir: Path) -> list[float]:
+    """``mi/grad_ratio`` of every logged training step of a run, in order (empty without MI)."""
+    return [
+        float(record["parts"]["mi/grad_ratio"])
+        for record in read_metrics(run_dir / "metrics.jsonl")
+        if record.get("kind") == "train" and "mi/grad_ratio" in record.get("parts", {})
+    ]
+
+
 def read_run(run_dir: Path, ignore: Sequence[str] = ()) -> RunScores:
     """Read a run folder's ``config.yaml``, ``eval.json`` and (if any) ``metrics.jsonl``.
 
@@ -114,18 +123,14 @@ def read_run(run_dir: Path, ignore: Sequence[str] = ()) -> RunScores:
         if not isinstance(section, dict) or leaf not in section:
             raise ValueError(f"--ignore {key}: no such config key")
         del section[leaf]
-    ratios = [
-        record["parts"]["mi/grad_ratio"]
-        for record in read_metrics(run_dir / "metrics.jsonl")
-        if record.get("kind") == "train" and "mi/grad_ratio" in record.get("parts", {})
-    ]
+    ratios = logged_grad_ratios(run_dir)
     return RunScores(
         path=run_dir,
         label=run_label(run_dir),
         config_key=json.dumps(settings, sort_keys=True, default=str),
         seed=int(seed),
         scores=scores,
-        grad_ratio=float(ratios[-1]) if ratios else None,
+        grad_ratio=ratios[-1] if ratios else None,
     )
 
 
