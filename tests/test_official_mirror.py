@@ -75,7 +75,7 @@ def pixel_translate(features: Tensor, translation: Tensor) -> Tensor:
     return out
 
 
-class ConvBnRelu(nn.Module):
+class BiasedConvStage(nn.Module):
     """The released ``conv_bn_relu``: ``conv`` (with bias), optional ``bn`` and ReLU."""
 
     def __init__(self, cin: int, cout: int, stride: int, padding: int, dilation: int, norm_act: bool) -> None:
@@ -88,7 +88,7 @@ class ConvBnRelu(nn.Module):
         return x if self.bn is None else torch.relu(self.bn(x))
 
 
-class ChainOfBasicBlocks(nn.Module):
+class ResidualStack(nn.Module):
     """The released chain: ``layers`` of basic blocks, the first always with a 1x1 conv-BN shortcut."""
 
     def __init__(self, cin: int, cout: int, num_blocks: int) -> None:
@@ -108,21 +108,24 @@ class ReleasedAlignmentV15(nn.Module):
         self.hrnet = HRNet.from_name(config.backbone.name, config.num_joints)
         c, gtm = self.hrnet.out_channels, config.gtm
         self.feat_global_offset_layers = nn.Sequential(
-            ChainOfBasicBlocks(c, gtm.hidden_channels, 1),
-            *[ConvBnRelu(gtm.hidden_channels, gtm.hidden_channels, 2, 1, 1, True) for _ in range(gtm.num_downsamples)],
+            ResidualStack(c, gtm.hidden_channels, 1),
+            *[
+                BiasedConvStage(gtm.hidden_channels, gtm.hidden_channels, 2, 1, 1, True)
+                for _ in range(gtm.num_downsamples)
+            ],
             nn.Flatten(),
             nn.Linear(gtm.hidden_channels * 9, gtm.hidden_features),
             nn.Linear(gtm.hidden_features, gtm.hidden_features),
             nn.Linear(gtm.hidden_features, 2),
         )
         taps = 9 * config.lcm.offset_groups
-        self.combined_feat_layers = ChainOfBasicBlocks(2 * c, c, 1)
+        self.combined_feat_layers = ResidualStack(2 * c, c, 1)
         for k in range(1, 5):
-            self.add_module(f"dcn_offset_{k}", ConvBnRelu(c, 2 * taps, 1, 3, 3, False))
-            self.add_module(f"dcn_mask_{k}", ConvBnRelu(c, taps, 1, 3, 3, False))
+            self.add_module(f"dcn_offset_{k}", BiasedConvStage(c, 2 * taps, 1, 3, 3, False))
+            self.add_module(f"dcn_mask_{k}", BiasedConvStage(c, taps, 1, 3, 3, False))
             self.add_module(f"dcn_{k}", torchvision.ops.DeformConv2d(c, c, 3, padding=3, dilation=3))
-        self.sup_agg_block = ChainOfBasicBlocks(c * config.num_supports, c, 2)
-        self.init_feature_agg_block = ChainOfBasicBlocks(2 * c, c, 3)
+        self.sup_agg_block = ResidualStack(c * config.num_supports, c, 2)
+        self.init_feature_agg_block = ResidualStack(2 * c, c, 3)
         self.agg_final_layer = nn.Conv2d(c, config.num_joints, 3, 1, 1)
 
     def _dcn(self, k: int, x: Tensor, params_from: Tensor) -> Tensor:
