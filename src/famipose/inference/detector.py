@@ -114,6 +114,12 @@ def xywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
     return np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], axis=1)
 
 
+def xyxy_to_xywh(boxes: np.ndarray) -> np.ndarray:
+    """(N, 4) ``(x1, y1, x2, y2)`` → (N, 4) float32 ``(x, y, w, h)``, the inverse of :func:`xywh_to_xyxy`."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    return np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1).astype(np.float32)
+
+
 def clean_detections(
     detections: Detections,
     image_size: tuple[int, int],

@@ -34,7 +34,7 @@ import torchvision
 import torchvision.ops
 from torch import nn
 
-from famipose.inference.detector import TORCHVISION_DETECTORS, Detections
+from famipose.inference.detector import TORCHVISION_DETECTORS, Detections, xyxy_to_xywh
 from famipose.inference.video_io import Frame
 from famipose.models.checkpoint import CheckpointError, load_weights
 
@@ -42,12 +42,6 @@ TORCHVISION_PERSON_LABEL = 1  # COCO category id, torchvision's 91-way labels
 YOLO_PERSON_CLASS = 0  # index among YOLO's 80 COCO classes
 LETTERBOX_FILL = 114
 END_TO_END_COLUMNS = 6  # x1, y1, x2, y2, score, class
-
-
-def _boxes_to_xywh(xyxy: np.ndarray) -> np.ndarray:
-    """(N, 4) ``(x1, y1, x2, y2)`` → (N, 4) float32 ``(x, y, w, h)``."""
-    xyxy = np.asarray(xyxy, np.float64).reshape(-1, 4)
-    return np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -126,7 +120,7 @@ class TorchvisionDetector:
             for output in self.model(images):
                 person = output["labels"] == TORCHVISION_PERSON_LABEL
                 boxes = output["boxes"][person].cpu().numpy()  # (N, 4) x1, y1, x2, y2
-                found.append(Detections(_boxes_to_xywh(boxes), output["scores"][person].cpu().numpy()))
+                found.append(Detections(xyxy_to_xywh(boxes), output["scores"][person].cpu().numpy()))
         return found
 
 
@@ -221,7 +215,7 @@ def yolo_persons(
         torch.from_numpy(boxes), torch.from_numpy(scores), torch.from_numpy(classes), nms_iou
     ).numpy()
     kept = kept[classes[kept] == YOLO_PERSON_CLASS]
-    return Detections(_boxes_to_xywh(undo_letterbox(boxes[kept], placement)), scores[kept].astype(np.float32))
+    return Detections(xyxy_to_xywh(undo_letterbox(boxes[kept], placement)), scores[kept].astype(np.float32))
 
 
 class OnnxYoloDetector:
