@@ -52,8 +52,8 @@ def measure(name: str, args: argparse.Namespace) -> float | None:
         f"train.init_from={init or 'null'}", "train.device=cpu",
     ]  # fmt: skip
     config = load_config(CONFIGS / f"{name}.yaml", overrides)
-    model = build_model(config).train()
-    dataset = build_train_dataset(config)
+    model = build_model(config.model, config.train).train()
+    dataset = build_train_dataset(config.data, config.model, config.train.seed)
     batch = collate_windows([dataset[i] for i in range(min(args.batch, len(dataset)))])
     output = model(batch.key, batch.supports)
     loss = compute_loss(output, batch_targets(batch), config.loss, model.probe)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from famipose.config import load_config
+from famipose.config import Config, load_config
 from famipose.engine.builders import (
     EpochSampler,
     build_model,
@@ -67,7 +67,7 @@ def test_steps_per_epoch_uses_whole_batches_and_the_cap() -> None:
 
 def test_optimizer_gets_only_trainable_parameters() -> None:
     config = load_config(CONFIGS / "famipose_tiny.yaml", ["model.backbone.frozen=true", "train.optimizer=adamw"])
-    model = build_model(config)
+    model = build_model(config.model, config.train)
     optimizer = build_optimizer(model, config.train)
     in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}
     trainable = {id(p) for p in model.parameters() if p.requires_grad}
@@ -88,12 +88,16 @@ def test_schedule_decays_at_the_milestones() -> None:
     assert rates == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4, 1e-5, 1e-5])
 
 
+def _built(config: Config) -> torch.nn.Module:
+    return build_model(config.model, config.train)
+
+
 def test_stage_two_starts_from_the_stage_one_backbone(tmp_path: Path) -> None:
-    stage1 = build_model(load_config(CONFIGS / "single_frame_tiny.yaml", ["train.seed=1"]))
+    stage1 = _built(load_config(CONFIGS / "single_frame_tiny.yaml", ["train.seed=1"]))
     atomic_save({"model": stage1.state_dict()}, tmp_path / "best.pth")
     overrides = [f"train.init_from={tmp_path / 'best.pth'}", "train.seed=2", "model.backbone.frozen=true"]
-    stage2 = build_model(load_config(CONFIGS / "famipose_tiny.yaml", overrides))
-    fresh = build_model(load_config(CONFIGS / "famipose_tiny.yaml", overrides[1:]))
+    stage2 = _built(load_config(CONFIGS / "famipose_tiny.yaml", overrides))
+    fresh = _built(load_config(CONFIGS / "famipose_tiny.yaml", overrides[1:]))
     for key, value in stage1.backbone.state_dict().items():
         assert torch.equal(stage2.backbone.state_dict()[key], value), key
     for key, value in fresh.state_dict().items():
@@ -125,7 +129,7 @@ def test_simcc_labels_take_sigma_in_bins_and_the_configured_mode(
         [f"data.root={synthtrack_root}", "model.head.kind=simcc", f"model.head.simcc_mode={mode}",
          f"model.head.simcc_sigma={sigma}"],
     )  # fmt: skip
-    sample = build_train_dataset(config)[0]
+    sample = build_train_dataset(config.data, config.model, config.train.seed)[0]
     bins = np.arange(sample.simcc_x.shape[-1])
     for joint in np.flatnonzero(sample.target_weights.numpy() > 0):
         label = sample.simcc_x[joint].numpy().astype(np.float64)

@@ -48,7 +48,7 @@ def test_two_process_ddp_matches_one_process(synthtrack_root: Path, tmp_path: Pa
 
     ddp_state = load_checkpoint(tmp_path / "ddp" / "last.pth")["model"]
     single_state = load_checkpoint(single.last_checkpoint)["model"]
-    initial = build_model(config).state_dict()
+    initial = build_model(config.model, config.train).state_dict()
     moved = 0.0
     for key, value in single_state.items():
         if value.is_floating_point():

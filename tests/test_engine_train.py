@@ -89,7 +89,7 @@ def test_killed_run_resumes_to_the_same_weights(synthtrack_root: Path, tmp_path:
     assert expected.keys() == actual.keys()
     for key in expected:
         assert torch.allclose(expected[key].double(), actual[key].double(), rtol=0, atol=1e-6), key
-    initial = train_module.build_model(config).state_dict()["backbone.final_layer.weight"]
+    initial = train_module.build_model(config.model, config.train).state_dict()["backbone.final_layer.weight"]
     assert not torch.equal(expected["backbone.final_layer.weight"], initial)  # training did change the weights
 
     # The run folder holds everything a run writes.

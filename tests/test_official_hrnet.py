@@ -136,7 +136,8 @@ def test_init_from_accepts_an_official_file_for_stage_one_and_two(tmp_path: Path
     path = tmp_path / "pose_hrnet_tiny_128x96.pth"
     torch.save(state, path)
     for name in ("single_frame_tiny.yaml", "famipose_tiny.yaml"):
-        model = build_model(load_config(CONFIGS / name, [f"train.init_from={path}"]))
+        config = load_config(CONFIGS / name, [f"train.init_from={path}"])
+        model = build_model(config.model, config.train)
         for key, value in state.items():
             assert torch.equal(model.backbone.state_dict()[key], value), (name, key)
     assert torch.equal(model.head.conv.weight, state["final_layer.weight"])  # stage 2's head starts as HRNet's
@@ -147,4 +148,4 @@ def test_init_from_refuses_an_official_file_of_another_width(tmp_path: Path) -> 
     config = load_config(CONFIGS / "single_frame_tiny.yaml",
                          ["model.backbone.name=w32", f"train.init_from={tmp_path / 'pose_hrnet_tiny_128x96.pth'}"])
     with pytest.raises(CheckpointError, match=r"pose_hrnet_tiny_128x96\.pth.*other shapes than the model's"):
-        build_model(config)
+        build_model(config.model, config.train)

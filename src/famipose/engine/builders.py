@@ -1,4 +1,4 @@
-"""Objects a run needs, built from a :class:`~famipose.config.Config`: model, data, optimiser, schedule.
+"""Objects a run needs, each built from the sub-configs it reads: model, data, optimiser, schedule.
 
 Data order. :class:`EpochSampler` draws the order of an epoch from ``(seed, epoch)`` alone, keeps
 only whole global batches, and deals the order out to processes round robin, so the union of the
@@ -18,7 +18,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import MultiStepLR
 from torch.utils.data import DataLoader, Sampler
 
-from famipose.config import Config, ConfigError, DataConfig, ModelConfig, TrainConfig
+from famipose.config import ConfigError, DataConfig, ModelConfig, TrainConfig
 from famipose.data.dataset import PoseWindowDataset, WindowDatasetOptions, collate_windows
 from famipose.data.keypoints import NUM_JOINTS
 from famipose.data.posetrack import load_posetrack
@@ -40,12 +40,14 @@ def window_deltas(model: ModelConfig) -> tuple[int, ...]:
     return model.deltas if model.num_supports else (0,)
 
 
-def dataset_options(config: Config, augment: bool) -> WindowDatasetOptions:
+def dataset_options(model: ModelConfig, data: DataConfig, augment: bool, seed: int) -> WindowDatasetOptions:
     """Crop and target settings for the configured model.
 
     Args:
-        config: The experiment.
+        model: The network the crops and targets are for.
+        data: Target width, box padding and augmentation.
         augment: Apply ``data.augment`` (training) or not (evaluation).
+        seed: Seed of the augmentation draws (``train.seed``).
 
     Returns:
         The options; targets match the head kind.
@@ -53,7 +55,6 @@ def dataset_options(config: Config, augment: bool) -> WindowDatasetOptions:
     Raises:
         ConfigError: ``model.num_joints`` is not the data sets' 17 joints.
     """
-    model, data = config.model, config.data
     if model.num_joints != NUM_JOINTS:
         raise ConfigError(
             f"model.num_joints={model.num_joints}: the data sets and the evaluator have {NUM_JOINTS} joints"
@@ -68,19 +69,18 @@ def dataset_options(config: Config, augment: bool) -> WindowDatasetOptions:
         simcc_mode=model.head.simcc_mode,  # type: ignore[arg-type]
         box_padding=data.box_padding,
         augment=data.augment if augment else None,
-        seed=config.train.seed,
+        seed=seed,
     )
 
 
-def build_train_dataset(config: Config) -> PoseWindowDataset:
-    """Windows of every annotated person of the training split, with augmentation."""
-    data = config.data
+def build_train_dataset(data: DataConfig, model: ModelConfig, seed: int) -> PoseWindowDataset:
+    """Windows of every annotated person of the training split, with augmentation seeded by ``seed``."""
     split = load_posetrack(data_path(data, data.train_annotations), data.root)
-    windows, stats = build_windows(split, window_deltas(config.model), GroundTruthBoxes())
+    windows, stats = build_windows(split, window_deltas(model), GroundTruthBoxes())
     if not windows:
         raise ValueError(f"no training windows in {data_path(data, data.train_annotations)}")
     logger.info("training windows: %d (%d support slots padded)", stats.num_windows, stats.num_padded_slots)
-    return PoseWindowDataset(windows, dataset_options(config, augment=True))
+    return PoseWindowDataset(windows, dataset_options(model, data, augment=True, seed=seed))
 
 
 def steps_per_epoch(num_samples: int, train: TrainConfig) -> int:
@@ -147,7 +147,8 @@ class EpochSampler(Sampler[int]):
 
 def build_train_loader(
     dataset: PoseWindowDataset,
-    config: Config,
+    train: TrainConfig,
+    num_workers: int,
     epoch: int,
     start_step: int = 0,
     rank: int = 0,
@@ -156,9 +157,8 @@ def build_train_loader(
     """Loader of one epoch (from ``start_step``) for this process.
 
     The dataset is switched to ``epoch`` (its augmentation draws depend on it); worker seeds come
-    from a generator seeded with ``(seed, epoch)``.
+    from a generator seeded with ``(seed, epoch)``; ``num_workers`` is ``data.num_workers``.
     """
-    train = config.train
     dataset.set_epoch(epoch)
     num_steps = steps_per_epoch(len(dataset), train)
     sampler = EpochSampler(len(dataset), train.seed, epoch, num_steps, train.batch_size, rank, world_size, start_step)
@@ -166,14 +166,14 @@ def build_train_loader(
         dataset,
         batch_size=train.batch_size // world_size,
         sampler=sampler,
-        num_workers=config.data.num_workers,
+        num_workers=num_workers,
         collate_fn=collate_windows,
         generator=torch.Generator().manual_seed(train.seed + epoch),
         pin_memory=torch.cuda.is_available(),
     )
 
 
-def build_model(config: Config) -> FamiPose:
+def build_model(config: ModelConfig, train: TrainConfig) -> FamiPose:
     """The network with its configured initial weights, on the CPU.
 
     Initialisation is seeded with ``train.seed``; ``model.backbone.pretrained`` is then loaded into
@@ -184,19 +184,18 @@ def build_model(config: Config) -> FamiPose:
     Raises:
         CheckpointError: A weight file cannot be read, or ``init_from`` shares no key with the model.
     """
-    torch.manual_seed(config.train.seed)
-    model = FamiPose(config.model)
-    if config.model.backbone.pretrained:
-        report = load_weights(model.backbone, config.model.backbone.pretrained, strict=False)
-        logger.info("backbone.pretrained %s: %s", config.model.backbone.pretrained, report.describe() or "exact fit")
-    if config.train.init_from:
-        loaded = load_matching(model, config.train.init_from)
+    torch.manual_seed(train.seed)
+    model = FamiPose(config)
+    if config.backbone.pretrained:
+        report = load_weights(model.backbone, config.backbone.pretrained, strict=False)
+        logger.info("backbone.pretrained %s: %s", config.backbone.pretrained, report.describe() or "exact fit")
+    if train.init_from:
+        loaded = load_matching(model, train.init_from)
         logger.info(
-            "init_from %s: loaded %d of the model's %d tensors",
-            config.train.init_from, len(loaded), len(model.state_dict()),
-        )  # fmt: skip
+            "init_from %s: loaded %d of the model's %d tensors", train.init_from, len(loaded), len(model.state_dict())
+        )
         if not any(key.startswith("head.") for key in loaded) and model.adopt_backbone_head():
-            logger.info("init_from %s: head starts as the backbone's final_layer", config.train.init_from)
+            logger.info("init_from %s: head starts as the backbone's final_layer", train.init_from)
     return model
 
 

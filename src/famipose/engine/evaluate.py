@@ -31,7 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from famipose.codecs.pose import decode_pose_logits
-from famipose.config import Config, ModelConfig
+from famipose.config import Config, DataConfig, ModelConfig
 from famipose.data.dataset import PoseWindowDataset, collate_windows
 from famipose.data.detections import load_detections
 from famipose.data.keypoints import OKS_SIGMAS
@@ -94,14 +94,14 @@ def frame_key(file_name: str) -> str:
     return "/".join(PurePosixPath(file_name.replace("\\", "/")).parts[-2:])
 
 
-def resolve_gt_dir(config: Config, gt_dir: str | Path | None) -> Path:
+def resolve_gt_dir(data: DataConfig, gt_dir: str | Path | None) -> Path:
     """The evaluator's GT folder: ``gt_dir``, else ``data.val_gt``, else ``data.val_annotations``.
 
     Raises:
         ValueError: The chosen path is not a folder (a merged annotation file needs a GT folder).
     """
     if gt_dir is None:
-        gt_dir = data_path(config.data, config.data.val_gt or config.data.val_annotations)
+        gt_dir = data_path(data, data.val_gt or data.val_annotations)
     folder = Path(gt_dir)
     if not folder.is_dir():
         raise ValueError(
@@ -110,11 +110,14 @@ def resolve_gt_dir(config: Config, gt_dir: str | Path | None) -> Path:
     return folder
 
 
-def build_eval_data(config: Config, boxes: str | Path | None = None, gt_dir: str | Path | None = None) -> EvalData:
+def build_eval_data(
+    data: DataConfig, model: ModelConfig, boxes: str | Path | None = None, gt_dir: str | Path | None = None
+) -> EvalData:
     """Windows of the validation boxes on labelled frames, and the GT folder.
 
     Args:
-        config: The experiment.
+        data: The validation split, its boxes and GT.
+        model: The network the crops are for.
         boxes: ``"gt"`` or a detections JSON; ``None`` uses ``data.val_boxes`` (a relative
             detections path there is resolved against ``data.root``).
         gt_dir: GT folder for the evaluator (see :func:`resolve_gt_dir`).
@@ -122,17 +125,17 @@ def build_eval_data(config: Config, boxes: str | Path | None = None, gt_dir: str
     Returns:
         The evaluation data.
     """
-    data = config.data
     split = load_posetrack(data_path(data, data.val_annotations), data.root)
     if boxes is None:
         boxes = data.val_boxes if data.val_boxes == "gt" else data_path(data, data.val_boxes)
     source: BoxSource = (
         GroundTruthBoxes() if str(boxes) == "gt" else load_detections(boxes, split, data.box_score_threshold)
     )
-    windows, _ = build_windows(split, window_deltas(config.model), source)
+    windows, _ = build_windows(split, window_deltas(model), source)
     labelled = [window for window in windows if window.key_frame.is_labeled]
     logger.info("evaluation boxes: %d on labelled frames (%d in all)", len(labelled), len(windows))
-    return EvalData(PoseWindowDataset(labelled, dataset_options(config, augment=False)), resolve_gt_dir(config, gt_dir))
+    options = dataset_options(model, data, augment=False, seed=0)  # no augmentation: the seed is not read
+    return EvalData(PoseWindowDataset(labelled, options), resolve_gt_dir(data, gt_dir))
 
 
 @torch.no_grad()
@@ -244,18 +247,28 @@ def write_video_predictions(persons: Sequence[PersonPose], gt_dir: Path, pred_di
 
 
 def run_evaluation(
-    model: nn.Module, data: EvalData, config: Config, out_dir: Path, context: DistributedContext, origin: str
+    model: nn.Module,
+    data: EvalData,
+    out_dir: Path,
+    context: DistributedContext,
+    origin: str,
+    *,
+    batch_size: int,
+    num_workers: int,
+    amp: bool,
 ) -> EvalResult | None:
     """Predict (sharded over processes), write prediction files and score them on rank 0.
 
     Args:
         model: The network (possibly DDP-wrapped).
         data: Evaluation windows and GT folder.
-        config: The experiment (batch size, workers, AMP).
         out_dir: Receives ``predictions/``, ``eval.json`` and ``per_joint_map.png``.
         context: This process.
         origin: Which weights predicted (``"epoch 3 (global step 120)"``, a checkpoint path), written
             with the AP to ``predictions/ORIGIN`` so that the folder says what it holds.
+        batch_size: Global batch size (``train.batch_size``), shared out over the processes.
+        num_workers: Loader workers per process (``data.num_workers``).
+        amp: Predict under CUDA autocast (``train.amp``; ignored on the CPU).
 
     Returns:
         The result on every process (``None`` when there is no box to evaluate).
@@ -264,11 +277,11 @@ def run_evaluation(
     shard = Subset(data.dataset, range(context.rank, len(data.dataset), context.world_size))
     loader = DataLoader(
         shard,
-        batch_size=max(config.train.batch_size // context.world_size, 1),
-        num_workers=config.data.num_workers,
+        batch_size=max(batch_size // context.world_size, 1),
+        num_workers=num_workers,
         collate_fn=collate_windows,
     )
-    predicted = predict_persons(network, loader, context.device, config.train.amp)  # type: ignore[arg-type]
+    predicted = predict_persons(network, loader, context.device, amp)  # type: ignore[arg-type]
     gathered = gather_to_main(list(zip(shard.indices, predicted, strict=True)), context)
     persons = [person for _, person in sorted(gathered, key=lambda item: item[0])]  # data-set order
     result = None
@@ -328,13 +341,16 @@ def evaluate_model(
             model = unwrap_model(checkpoint_or_model)
         else:
             model = load_model(config.model, checkpoint_or_model)
-        data = build_eval_data(config, boxes, gt_dir)
+        data = build_eval_data(config.data, config.model, boxes, gt_dir)
         if len(data.dataset) == 0:
             raise ValueError("no box to evaluate on the labelled validation frames")
         with tempfile.TemporaryDirectory() as temporary:
             folder = Path(out_dir) if out_dir is not None else Path(temporary)
             origin = "the given network" if isinstance(checkpoint_or_model, nn.Module) else str(checkpoint_or_model)
-            result = run_evaluation(model.to(context.device), data, config, folder, context, origin)
+            result = run_evaluation(
+                model.to(context.device), data, folder, context, origin,
+                batch_size=config.train.batch_size, num_workers=config.data.num_workers, amp=config.train.amp,
+            )  # fmt: skip
     finally:
         if owns_group:
             shutdown_distributed(context)

@@ -154,7 +154,7 @@ class Trainer:
         self.context = context
         self.checkpoint_every = checkpoint_every
         seed_everything(config.train.seed)
-        self.network = build_model(config).to(context.device)
+        self.network = build_model(config.model, config.train).to(context.device)
         self.model = wrap_model(self.network, context)
         self.parameters = [p for p in self.network.parameters() if p.requires_grad]
         self.head_parameters = [  # what the MI/pose gradient balance is measured over
@@ -164,7 +164,7 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, config.train)
         self.amp = config.train.amp and context.device.type == "cuda"
         self.scaler = torch.amp.GradScaler(context.device.type, enabled=self.amp)
-        self.dataset = build_train_dataset(config)
+        self.dataset = build_train_dataset(config.data, config.model, config.train.seed)
         self.steps_per_epoch = steps_per_epoch(len(self.dataset), config.train)
         cap = config.train.max_steps_per_epoch
         if cap is not None and self.steps_per_epoch < cap:
@@ -172,7 +172,7 @@ class Trainer:
                 "train.max_steps_per_epoch=%d, but %d training windows make only %d batches of %d: %d steps per epoch",
                 cap, len(self.dataset), self.steps_per_epoch, config.train.batch_size, self.steps_per_epoch,
             )  # fmt: skip
-        self.eval_data: EvalData = build_eval_data(config, gt_dir=gt_dir)
+        self.eval_data: EvalData = build_eval_data(config.data, config.model, gt_dir=gt_dir)
         self.progress = Progress()
         self.metrics = MetricsLog(out_dir / METRICS_NAME if context.is_main else None)
         self.last_loss: float | None = None
@@ -310,8 +310,9 @@ class Trainer:
         """Train the rest of the current epoch, checkpointing every ``checkpoint_every`` steps."""
         epoch, start = self.progress.epoch, self.progress.step_in_epoch
         loader = build_train_loader(
-            self.dataset, self.config, epoch, start, self.context.rank, self.context.world_size
-        )
+            self.dataset, self.config.train, self.config.data.num_workers, epoch, start,
+            self.context.rank, self.context.world_size,
+        )  # fmt: skip
         self.model.train()
         for batch in loader:
             p = self.progress
@@ -331,7 +332,11 @@ class Trainer:
         improved = False
         if (every > 0 and epoch % every == 0) or epoch == self.config.train.epochs:
             origin = f"epoch {epoch} (global step {self.progress.global_step}) of {self.out_dir}"
-            result = run_evaluation(self.model, self.eval_data, self.config, self.out_dir, self.context, origin)
+            train, data = self.config.train, self.config.data
+            result = run_evaluation(
+                self.model, self.eval_data, self.out_dir, self.context, origin,
+                batch_size=train.batch_size, num_workers=data.num_workers, amp=train.amp,
+            )  # fmt: skip
             self.last_eval = result
             if result is not None and math.isfinite(result.total):
                 self.metrics.write(
