@@ -9,7 +9,7 @@ import pytest
 from scipy.optimize import linear_sum_assignment
 
 from famipose.data.keypoints import NUM_JOINTS, POSETRACK_JOINTS
-from famipose.evaluation import EVALUATED_JOINTS, FrameRecord, PersonRecord, VideoPair, evaluate_videos
+from famipose.evaluation import EVALUATED_JOINTS, EvalFrame, EvalPerson, VideoPair, evaluate_videos
 from famipose.evaluation.posetrack_ap import (
     average_precision,
     evaluate_posetrack,
@@ -35,16 +35,16 @@ def pose(slot: int) -> np.ndarray:
     return np.stack([1000.0 * slot + 9.0 * joints, 40.0 + 13.0 * (joints % 6)], axis=-1)
 
 
-def person(keypoints: np.ndarray, score: float = 1.0, present: np.ndarray = PRESENT) -> PersonRecord:
+def person(keypoints: np.ndarray, score: float = 1.0, present: np.ndarray = PRESENT) -> EvalPerson:
     """A person with the evaluated joints of ``keypoints``, each scored ``score``."""
-    return PersonRecord(keypoints, present.copy(), np.full(NUM_JOINTS, score), None, HEAD_BOX)
+    return EvalPerson(keypoints, present.copy(), np.full(NUM_JOINTS, score), None, HEAD_BOX)
 
 
 def evaluate_frame(
-    gt: list[PersonRecord], pred: list[PersonRecord], regions: tuple[np.ndarray, ...] = ()
+    gt: list[EvalPerson], pred: list[EvalPerson], regions: tuple[np.ndarray, ...] = ()
 ) -> np.ndarray:
     """Per-joint AP (percent) of a single-frame video."""
-    video = VideoPair("v.json", (FrameRecord("f0.jpg", regions, tuple(gt)),), (FrameRecord("f0.jpg", (), tuple(pred)),))
+    video = VideoPair("v.json", (EvalFrame("f0.jpg", regions, tuple(gt)),), (EvalFrame("f0.jpg", (), tuple(pred)),))
     return evaluate_videos([video]).ap
 
 
@@ -137,8 +137,8 @@ def test_points_in_polygon_excludes_the_boundary() -> None:
 
 
 def test_gt_frame_without_persons_is_not_evaluated() -> None:
-    gt_frames = (FrameRecord("f0.jpg", (), (person(pose(0)),)), FrameRecord("f1.jpg", (), ()))
-    pred_frames = (FrameRecord("f0.jpg", (), (person(pose(0)),)), FrameRecord("f1.jpg", (), (person(pose(1)),)))
+    gt_frames = (EvalFrame("f0.jpg", (), (person(pose(0)),)), EvalFrame("f1.jpg", (), ()))
+    pred_frames = (EvalFrame("f0.jpg", (), (person(pose(0)),)), EvalFrame("f1.jpg", (), (person(pose(1)),)))
     result = evaluate_videos([VideoPair("v.json", gt_frames, pred_frames)])
     assert result.num_frames == 1
     assert result.total == 100.0

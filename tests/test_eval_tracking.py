@@ -7,7 +7,7 @@ import pytest
 
 from famipose.data.errors import DataError
 from famipose.data.keypoints import NUM_JOINTS
-from famipose.evaluation import EVALUATED_JOINTS, FrameRecord, PersonRecord, VideoPair, evaluate_videos
+from famipose.evaluation import EVALUATED_JOINTS, EvalFrame, EvalPerson, VideoPair, evaluate_videos
 from famipose.evaluation.posetrack_ap import summarize_joints
 from famipose.evaluation.tracking import JointObservations, evaluate_tracking, frame_observations
 
@@ -80,14 +80,14 @@ def test_frame_without_predictions_counts_one_miss_and_one_false_positive() -> N
     assert result.recall[0] == pytest.approx(80.0)
 
 
-def _frame(name: str, track_ids: list[int | None]) -> FrameRecord:
+def _frame(name: str, track_ids: list[int | None]) -> EvalFrame:
     """Persons in slots 0, 1, ... 1000 px apart, with the given track ids."""
     people = []
     for slot, track_id in enumerate(track_ids):
         keypoints = np.stack([1000.0 * slot + 9.0 * np.arange(NUM_JOINTS), np.full(NUM_JOINTS, 50.0)], axis=-1)
         present = np.isin(np.arange(NUM_JOINTS), EVALUATED_JOINTS)
-        people.append(PersonRecord(keypoints, present, np.ones(NUM_JOINTS), track_id, np.array([0.0, 0, 30, 40])))
-    return FrameRecord(name, (), tuple(people))
+        people.append(EvalPerson(keypoints, present, np.ones(NUM_JOINTS), track_id, np.array([0.0, 0, 30, 40])))
+    return EvalFrame(name, (), tuple(people))
 
 
 def test_evaluate_videos_tracks_every_evaluated_joint() -> None:

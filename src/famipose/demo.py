@@ -26,7 +26,7 @@ from famipose.config import Config, load_config
 from famipose.data.posetrack import read_image
 from famipose.data.synthtrack import generate_synthtrack
 from famipose.engine.train import train
-from famipose.evaluation.io import FrameRecord, read_predictions
+from famipose.evaluation.io import EvalFrame, read_predictions
 from famipose.evaluation.posetrack_ap import EvalResult
 from famipose.inference.draw import DrawnPerson, draw_frame
 from famipose.inference.video_io import VideoWriter
@@ -115,7 +115,7 @@ def generate_data(root: Path, settings: DemoSettings) -> None:
         print(stats.summary())
 
 
-def _drawn(frame: FrameRecord) -> list[DrawnPerson]:
+def _drawn(frame: EvalFrame) -> list[DrawnPerson]:
     """Predicted persons of one frame in the renderer's form (box around the predicted joints)."""
     persons = []
     for person in frame.persons:

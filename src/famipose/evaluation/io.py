@@ -69,8 +69,12 @@ _MALFORMED = (AttributeError, IndexError, KeyError, TypeError, ValueError)
 
 
 @dataclass(frozen=True, eq=False)
-class PersonRecord:
-    """One annotated or predicted person in one frame.
+class EvalPerson:
+    """One annotated or predicted person in one frame, as the evaluator scores it.
+
+    Not :class:`famipose.data.posetrack.PersonRecord` (a training annotation: (x, y, visibility),
+    person box, image id): the evaluator needs poseval's view of both files it pairs -- which joints
+    are present, their scores, the head box that scales PCKh -- read from either PoseTrack layout.
 
     Attributes:
         keypoints: (K, 2) joint positions in image pixels (0 where absent).
@@ -88,8 +92,8 @@ class PersonRecord:
 
 
 @dataclass(frozen=True, eq=False)
-class FrameRecord:
-    """One frame of a video file.
+class EvalFrame:
+    """One frame of a GT or prediction video file, as the evaluator pairs and scores it.
 
     Attributes:
         file_name: image path as stored in the file; GT and prediction frames are paired by it.
@@ -101,7 +105,7 @@ class FrameRecord:
 
     file_name: str
     ignore_regions: tuple[np.ndarray, ...]
-    persons: tuple[PersonRecord, ...]
+    persons: tuple[EvalPerson, ...]
     pointless_persons: int = 0
 
 
@@ -116,8 +120,8 @@ class VideoPair:
     """
 
     name: str
-    gt: tuple[FrameRecord, ...]
-    pred: tuple[FrameRecord, ...]
+    gt: tuple[EvalFrame, ...]
+    pred: tuple[EvalFrame, ...]
 
 
 class PoseArrays(NamedTuple):
@@ -142,7 +146,7 @@ class PosePrediction(NamedTuple):
     box: Sequence[float] | None = None
 
 
-def stack_persons(persons: Sequence[PersonRecord]) -> PoseArrays:
+def stack_persons(persons: Sequence[EvalPerson]) -> PoseArrays:
     """Stack persons into arrays (zero-length first axis for an empty frame)."""
     if not persons:
         return PoseArrays(np.zeros((0, NUM_JOINTS, 2)), np.zeros((0, NUM_JOINTS), bool), np.zeros((0, NUM_JOINTS)))
@@ -153,7 +157,7 @@ def stack_persons(persons: Sequence[PersonRecord]) -> PoseArrays:
     )
 
 
-def head_boxes(persons: Sequence[PersonRecord]) -> np.ndarray:
+def head_boxes(persons: Sequence[EvalPerson]) -> np.ndarray:
     """Head boxes (N, 4) x1, y1, x2, y2; NaN rows for persons without one."""
     boxes = [np.full(4, np.nan) if p.head_box is None else p.head_box for p in persons]
     return np.stack(boxes) if boxes else np.zeros((0, 4))
@@ -175,13 +179,13 @@ def _first(value: Any) -> Any:
 
 def _person(
     keypoints: np.ndarray, present: np.ndarray, scores: np.ndarray, track_id: Any, head_box: np.ndarray | None
-) -> PersonRecord:
+) -> EvalPerson:
     present = present & _EVALUATED_MASK
     track = None if track_id is None else int(track_id)
-    return PersonRecord(np.where(present[:, None], keypoints, 0.0), present, scores, track, head_box)
+    return EvalPerson(np.where(present[:, None], keypoints, 0.0), present, scores, track, head_box)
 
 
-def _parse_posetrack17(data: Mapping[str, Any]) -> list[FrameRecord]:
+def _parse_posetrack17(data: Mapping[str, Any]) -> list[EvalFrame]:
     frames = []
     for index, entry in enumerate(data["annolist"]):
         where = f"annolist[{index}]"
@@ -196,7 +200,7 @@ def _parse_posetrack17(data: Mapping[str, Any]) -> list[FrameRecord]:
             persons = tuple(_parse_annorect(rect) for rect in posed)
         except _MALFORMED as error:
             raise _FieldError(where, error) from error
-        frames.append(FrameRecord(name, regions, persons, len(rects) - len(posed)))
+        frames.append(EvalFrame(name, regions, persons, len(rects) - len(posed)))
     return frames
 
 
@@ -206,7 +210,7 @@ def _has_points(rect: Mapping[str, Any]) -> bool:
     return "point" in annopoints[0]
 
 
-def _parse_annorect(rect: Mapping[str, Any]) -> PersonRecord:
+def _parse_annorect(rect: Mapping[str, Any]) -> EvalPerson:
     keypoints = np.zeros((NUM_JOINTS, 2))
     present = np.zeros(NUM_JOINTS, bool)
     scores = np.full(NUM_JOINTS, MIN_SCORE)
@@ -234,10 +238,10 @@ def _posetrack18_columns(data: Mapping[str, Any]) -> list[int | None]:
     return [POSETRACK_JOINTS.index(n) if n in POSETRACK_JOINTS else None for n in names]
 
 
-def _parse_posetrack18(data: Mapping[str, Any]) -> list[FrameRecord]:
+def _parse_posetrack18(data: Mapping[str, Any]) -> list[EvalFrame]:
     columns = _posetrack18_columns(data)
-    frames: list[FrameRecord] = []
-    persons: dict[Any, list[PersonRecord]] = {}
+    frames: list[EvalFrame] = []
+    persons: dict[Any, list[EvalPerson]] = {}
     for index, image in enumerate(data["images"]):
         try:
             image_id = image["id"] if "id" in image else image["frame_id"]
@@ -245,7 +249,7 @@ def _parse_posetrack18(data: Mapping[str, Any]) -> list[FrameRecord]:
                 np.stack([np.asarray(xs, float), np.asarray(ys, float)], axis=-1).reshape(-1, 2)
                 for xs, ys in zip(image.get("ignore_regions_x", []), image.get("ignore_regions_y", []), strict=True)
             )
-            frames.append(FrameRecord(str(image["file_name"]), regions, ()))
+            frames.append(EvalFrame(str(image["file_name"]), regions, ()))
             if image_id in persons:
                 raise ValueError(f"duplicate image id {image_id}")
         except _MALFORMED as error:
@@ -260,12 +264,12 @@ def _parse_posetrack18(data: Mapping[str, Any]) -> list[FrameRecord]:
         except _MALFORMED as error:
             raise _FieldError(f"annotations[{index}]", error) from error
     return [
-        FrameRecord(frame.file_name, frame.ignore_regions, tuple(group))
+        EvalFrame(frame.file_name, frame.ignore_regions, tuple(group))
         for frame, group in zip(frames, persons.values(), strict=True)
     ]
 
 
-def _parse_annotation(annotation: Mapping[str, Any], columns: Sequence[int | None]) -> PersonRecord:
+def _parse_annotation(annotation: Mapping[str, Any], columns: Sequence[int | None]) -> EvalPerson:
     values = np.asarray(annotation.get("keypoints") or np.zeros(3 * len(columns)), float)
     if values.size != 3 * len(columns):
         raise ValueError(f"keypoints has {values.size} values, expected {3 * len(columns)}")
@@ -291,7 +295,7 @@ def _parse_annotation(annotation: Mapping[str, Any], columns: Sequence[int | Non
     return _person(keypoints, present, scores, annotation.get("track_id"), head_box)
 
 
-def read_video(path: Path) -> list[FrameRecord]:
+def read_video(path: Path) -> list[EvalFrame]:
     """Read one PoseTrack17 or PoseTrack18 video file (the layout is detected from its keys).
 
     Args:
@@ -321,7 +325,7 @@ def read_video(path: Path) -> list[FrameRecord]:
         raise DataError(path, f"malformed layout ({type(error).__name__}: {error})") from error
 
 
-def read_gt(path: Path) -> list[FrameRecord]:
+def read_gt(path: Path) -> list[EvalFrame]:
     """Read a GT video file; every person with annotated joints must have a head box (it sets the PCKh scale).
 
     Args:
@@ -341,7 +345,7 @@ def read_gt(path: Path) -> list[FrameRecord]:
     return frames
 
 
-def read_predictions(path: Path) -> list[FrameRecord]:
+def read_predictions(path: Path) -> list[EvalFrame]:
     """Read a prediction video file; track ids must be unique within a frame (poseval rejects duplicates).
 
     Args:
@@ -364,7 +368,7 @@ def read_predictions(path: Path) -> list[FrameRecord]:
     return frames
 
 
-def pair_frames(gt: Sequence[FrameRecord], pred: Sequence[FrameRecord], source: Path) -> tuple[FrameRecord, ...]:
+def pair_frames(gt: Sequence[EvalFrame], pred: Sequence[EvalFrame], source: Path) -> tuple[EvalFrame, ...]:
     """Prediction frame for each GT frame, matched by image file name (an empty frame where none is given).
 
     Args:
@@ -384,7 +388,7 @@ def pair_frames(gt: Sequence[FrameRecord], pred: Sequence[FrameRecord], source: 
             source,
             f"no image file name in common with the GT (GT {gt[0].file_name!r}, prediction {pred[0].file_name!r})",
         )
-    return tuple(by_name.get(frame.file_name, FrameRecord(frame.file_name, (), ())) for frame in gt)
+    return tuple(by_name.get(frame.file_name, EvalFrame(frame.file_name, (), ())) for frame in gt)
 
 
 def load_video_pairs(gt_dir: Path, pred_dir: Path, allow_missing: bool = False) -> list[VideoPair]:
@@ -429,8 +433,8 @@ def load_video_pairs(gt_dir: Path, pred_dir: Path, allow_missing: bool = False) 
     return pairs
 
 
-def _image_entry(image: Mapping[str, Any] | FrameRecord, index: int) -> dict[str, Any]:
-    if isinstance(image, FrameRecord):
+def _image_entry(image: Mapping[str, Any] | EvalFrame, index: int) -> dict[str, Any]:
+    if isinstance(image, EvalFrame):
         return {"file_name": image.file_name, "id": index}
     entry = dict(image)
     entry.setdefault("id", entry.get("frame_id", index))
@@ -459,7 +463,7 @@ def _annotation_entry(person: PosePrediction, image_id: Any, annotation_id: int)
 def write_predictions(
     out_dir: Path,
     video_name: str,
-    gt_images: Sequence[Mapping[str, Any] | FrameRecord],
+    gt_images: Sequence[Mapping[str, Any] | EvalFrame],
     predictions: Sequence[Sequence[PosePrediction]],
 ) -> Path:
     """Write one video's predictions as a PoseTrack18 file that :func:`read_predictions` reads back.

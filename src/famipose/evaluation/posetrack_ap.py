@@ -35,7 +35,7 @@ from famipose.data.errors import DataError
 from famipose.data.keypoints import NUM_JOINTS, POSETRACK_JOINTS
 from famipose.evaluation.io import (
     EVALUATED_JOINTS,
-    PersonRecord,
+    EvalPerson,
     VideoPair,
     head_boxes,
     load_video_pairs,
@@ -202,7 +202,7 @@ def points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
     return (crossings % 2 == 1) & ~on_boundary
 
 
-def remove_ignored(persons: Sequence[PersonRecord], regions: Sequence[np.ndarray]) -> tuple[PersonRecord, ...]:
+def remove_ignored(persons: Sequence[EvalPerson], regions: Sequence[np.ndarray]) -> tuple[EvalPerson, ...]:
     """Drop the joints inside ignore regions; with regions present, drop persons left without joints.
 
     Args:
@@ -222,7 +222,7 @@ def remove_ignored(persons: Sequence[PersonRecord], regions: Sequence[np.ndarray
         present = person.present & ~inside
         if present.any():
             keypoints = np.where(present[:, None], person.keypoints, 0.0)
-            kept.append(PersonRecord(keypoints, present, person.scores, person.track_id, person.head_box))
+            kept.append(EvalPerson(keypoints, present, person.scores, person.track_id, person.head_box))
     return tuple(kept)
 
 
@@ -299,7 +299,7 @@ def average_precision(scores: np.ndarray, is_tp: np.ndarray, num_gt: int) -> flo
     return float(np.sum((recall[steps] - recall[steps - 1]) * envelope[steps]))
 
 
-def _track_ids(persons: Sequence[PersonRecord], video: str, frame: str) -> np.ndarray:
+def _track_ids(persons: Sequence[EvalPerson], video: str, frame: str) -> np.ndarray:
     if any(p.track_id is None for p in persons):
         raise DataError(video, "tracking needs a track_id on every person", entry=frame)
     return np.array([p.track_id for p in persons], int)
