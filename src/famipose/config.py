@@ -296,6 +296,23 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class PredictConfig:
+    """How crops become keypoints at test time (evaluation, ``famipose evaluate`` and ``famipose video``).
+
+    Attributes:
+        flip: Flip test (HRNet's ``TEST.FLIP_TEST``, mmpose's ``flip_test``): the network also sees
+            the horizontally mirrored key and support crops, and the un-mirrored output (joints
+            swapped left/right) is averaged with the plain one. Twice the network cost.
+        dark: DARK decoding (Zhang et al., CVPR 2020) of heatmaps: Gaussian smoothing with
+            ``data.sigma`` and a second-order Taylor step around the argmax, instead of the
+            quarter-pixel shift. Heatmap head only (SimCC has no such step).
+    """
+
+    flip: bool = False
+    dark: bool = False
+
+
+@dataclass(frozen=True)
 class Config:
     """One experiment."""
 
@@ -303,6 +320,7 @@ class Config:
     loss: LossConfig = field(default_factory=LossConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    predict: PredictConfig = field(default_factory=PredictConfig)
 
 
 CHOICES: dict[str, tuple[str, ...]] = {

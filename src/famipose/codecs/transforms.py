@@ -303,3 +303,31 @@ def flip_heatmaps_back(heatmaps: torch.Tensor, flip_perm: Sequence[int], shift: 
     if shift:
         restored = torch.cat([restored[..., :1], restored[..., :-1]], dim=-1)
     return restored
+
+
+def flip_simcc_back(
+    simcc_x: torch.Tensor, simcc_y: torch.Tensor, flip_perm: Sequence[int], split_ratio: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Undo the flip of SimCC vectors predicted on a horizontally flipped input (flip test).
+
+    Input pixel ``x`` sits at bin ``k * x`` (:mod:`famipose.codecs.simcc`) and mirrors to
+    ``x' = w - 1 - x``, so bin ``i`` of the original is bin ``k * (w - 1) - i`` of the mirrored
+    vector: the reversed vector moved ``k - 1`` bins (rounded) towards 0, its last bins repeating
+    the edge. mmpose reverses without the move, a ``(k - 1) / k`` pixel bias.
+
+    Args:
+        simcc_x: (B, K, Wx) horizontal vectors of the flipped input.
+        simcc_y: (B, K, Ny) vertical vectors of the flipped input.
+        flip_perm: (K,) joint permutation.
+        split_ratio: Bins per input pixel ``k``.
+
+    Returns:
+        ``(simcc_x, simcc_y)`` in the original orientation and joint order.
+    """
+    order = list(flip_perm)
+    restored = simcc_x[:, order].flip(-1)
+    move = round(split_ratio - 1)
+    if move:
+        edge = restored[..., -1:].expand(*restored.shape[:-1], move)
+        restored = torch.cat([restored[..., move:], edge], dim=-1)
+    return restored, simcc_y[:, order]
