@@ -201,6 +201,23 @@ def test_collate_stacks_samples(dotted_windows: list[Window]) -> None:
         collate_windows([])
 
 
+def test_key_only_windows_crop_the_key_frame_once(dotted_windows: list[Window], monkeypatch) -> None:
+    """A window without supports: one crop per sample, supports (0, 3, H, W), the same key crop."""
+    from famipose.data import dataset as dataset_module
+
+    options = WindowDatasetOptions(input_size=INPUT_SIZE, heatmap_size=(24, 32), sigma=2.0)
+    with_supports = PoseWindowDataset(dotted_windows, options)[0]
+    key_only_windows = [dataclasses.replace(w, deltas=(), support_offsets=(), support_paths=()) for w in dotted_windows]
+    crops = []
+    real_warp = dataset_module.warp_affine
+    monkeypatch.setattr(dataset_module, "warp_affine", lambda *args: crops.append(1) or real_warp(*args))
+    sample = PoseWindowDataset(key_only_windows, options)[0]
+    assert len(crops) == 1
+    assert sample.supports.shape == (0, 3, 128, 96)
+    assert torch.equal(sample.key, with_supports.key) and torch.equal(sample.heatmaps, with_supports.heatmaps)
+    assert collate_windows([sample, sample]).supports.shape == (2, 0, 3, 128, 96)
+
+
 def test_options_validation() -> None:
     with pytest.raises(ValueError, match="valid targets: heatmap, simcc, both"):
         WindowDatasetOptions(target="heatmaps")  # type: ignore[arg-type]

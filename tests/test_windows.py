@@ -118,9 +118,13 @@ def test_detection_windows(video_split: PoseTrackSplit) -> None:
     assert (stats.num_missing_files, stats.num_outside_video) == (1, 2)
 
 
-def test_empty_deltas_rejected(video_split: PoseTrackSplit) -> None:
-    with pytest.raises(ValueError, match="at least one"):
-        build_windows(video_split, ())
+def test_windows_without_deltas_hold_the_key_frame_alone(video_split: PoseTrackSplit) -> None:
+    """The single-frame model's windows: no support slot (its key frame is not cropped a second time)."""
+    windows, stats = build_windows(video_split, ())
+    with_supports, _ = build_windows(video_split, (-1, 1))
+    assert [w.key_frame for w in windows] == [w.key_frame for w in with_supports]
+    assert all(w.support_paths == () and w.deltas == () for w in windows)
+    assert (stats.num_slots, stats.num_padded_slots) == (0, 0)
 
 
 @needs_sample

@@ -115,7 +115,7 @@ class WindowSample:
 
     Attributes:
         key: (3, H, W) float32 key crop, ImageNet-normalised RGB.
-        supports: (S, 3, H, W) float32 support crops, in δ order.
+        supports: (S, 3, H, W) float32 support crops, in δ order (S = 0 for the single-frame model).
         heatmaps: (K, h, w) float32 targets, or None when not requested.
         simcc_x: (K, Nx) float32 targets, or None when not requested.
         simcc_y: (K, Ny) float32 targets, or None when not requested.
@@ -141,7 +141,7 @@ class WindowBatch:
 
     Attributes:
         key: (B, 3, H, W) key crops.
-        supports: (B, S, 3, H, W) support crops.
+        supports: (B, S, 3, H, W) support crops (S = 0 for the single-frame model).
         heatmaps: (B, K, h, w) or None.
         simcc_x: (B, K, Nx) or None.
         simcc_y: (B, K, Ny) or None.
@@ -234,17 +234,16 @@ class PoseWindowDataset(Dataset[WindowSample]):
 
         images = {path: read_image(path) for path in {window.key_frame.path, *window.support_paths}}
         key = warp_affine(images[window.key_frame.path], transform.key_matrix, options.input_size)  # (H, W, 3)
-        supports = [
-            warp_affine(images[path], matrix, options.input_size)  # (H, W, 3)
-            for path, matrix in zip(window.support_paths, transform.support_matrices, strict=True)
-        ]
+        supports = np.zeros((num_supports, height, width, 3), np.uint8)  # (S, H, W, 3); S = 0: key alone
+        for slot, (path, matrix) in enumerate(zip(window.support_paths, transform.support_matrices, strict=True)):
+            supports[slot] = warp_affine(images[path], matrix, options.input_size)  # (H, W, 3)
 
         keypoints = transform_keypoints(transform, window.keypoints)  # (K, 3)
         keypoints[:, 2] = keypoints[:, 2] > 0  # joints off the crop keep their flag: the targets decide
         targets = _encode_targets(keypoints, options)
         return WindowSample(
             key=normalize_crops(key),
-            supports=normalize_crops(np.stack(supports)),  # (S, 3, H, W)
+            supports=normalize_crops(supports),  # (S, 3, H, W)
             heatmaps=targets.heatmaps,
             simcc_x=targets.simcc_x,
             simcc_y=targets.simcc_y,

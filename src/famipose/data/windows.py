@@ -135,20 +135,16 @@ def build_windows(
 
     Args:
         split: frames and persons.
-        deltas: support offsets δ (at least one), in the order the model receives the supports.
+        deltas: support offsets δ, in the order the model receives the supports; none for the
+            single-frame model (its windows hold the key frame alone).
         boxes_source: :class:`GroundTruthBoxes`, or detections from ``detections.load_detections``.
         file_exists: whether an image file exists; default: one directory listing per video
             directory, made during this call.
 
     Returns:
         The windows (video by video, frame order, box order) and the padding statistics.
-
-    Raises:
-        ValueError: ``deltas`` is empty.
     """
     deltas = tuple(int(delta) for delta in deltas)
-    if not deltas:
-        raise ValueError("deltas must hold at least one support offset")
     exists = file_exists or _directory_listing_lookup()
     windows = []
     outside = missing = 0

@@ -36,8 +36,8 @@ def data_path(data: DataConfig, relative: str) -> Path:
 
 
 def window_deltas(model: ModelConfig) -> tuple[int, ...]:
-    """Support offsets to crop: the model's deltas, or the key frame alone for the single-frame model."""
-    return model.deltas if model.num_supports else (0,)
+    """Support offsets to crop: the model's deltas, or none (the key frame alone) for the single-frame model."""
+    return model.deltas if model.num_supports else ()
 
 
 def dataset_options(model: ModelConfig, data: DataConfig, augment: bool, seed: int) -> WindowDatasetOptions:
