@@ -56,6 +56,7 @@ from famipose.data.synth_render import (
     head_box,
     random_style,
 )
+from famipose.geometry import box_iou
 
 Difficulty = Literal["easy", "hard"]
 
@@ -972,7 +973,7 @@ def _detections(scene: Scene, frame: int, render: FrameRender, rng: np.random.Ge
             continue
         jitter = config.detector_jitter * (1 + 3 * (rng.random() < 0.1))
         noisy = _jitter_box(box, rng, jitter, spec.width, spec.height)
-        quality = _iou(box, noisy)
+        quality = float(box_iou(box, noisy)[0, 0])
         score = np.clip(0.1 + 0.85 * quality**2 * (0.5 + 0.5 * seen) + rng.normal(0, 0.03), 0.01, 0.999)
         results.append(_detection(image_id, noisy, score))
     for _ in range(rng.poisson(config.detector_false_positives)):
@@ -991,14 +992,6 @@ def _jitter_box(box: np.ndarray, rng: np.random.Generator, jitter: float, width:
     x0, y0 = np.clip(cx - w / 2, 0, width - 1), np.clip(cy - h / 2, 0, height - 1)
     x1, y1 = np.clip(cx + w / 2, x0 + 1, width), np.clip(cy + h / 2, y0 + 1, height)
     return np.array([x0, y0, x1 - x0, y1 - y0])
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    """IoU of two (x, y, w, h) boxes."""
-    iw = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    return float(inter / (a[2] * a[3] + b[2] * b[3] - inter))
 
 
 def _detection(image_id: int, box: np.ndarray, score: float) -> dict[str, Any]:

@@ -34,7 +34,6 @@ from famipose.codecs.pose import decode_pose_logits
 from famipose.config import Config, ModelConfig
 from famipose.data.dataset import PoseWindowDataset, collate_windows
 from famipose.data.detections import load_detections
-from famipose.data.keypoints import OKS_SIGMAS
 from famipose.data.posetrack import load_posetrack
 from famipose.data.windows import BoxSource, GroundTruthBoxes, build_windows
 from famipose.engine.builders import data_path, dataset_options, window_deltas
@@ -51,13 +50,11 @@ from famipose.engine.plots import plot_per_joint_ap
 from famipose.evaluation import ORIGIN_NAME, EvalResult, PosePrediction, evaluate_posetrack, write_predictions
 from famipose.evaluation.io import read_video
 from famipose.files import write_text_atomic
+from famipose.geometry import oks_nms
 from famipose.models.checkpoint import CheckpointError, compare_state_dict
 from famipose.models.famipose import FamiPose
 
 logger = logging.getLogger(__name__)
-
-OKS_NMS_THRESHOLD = 0.9
-
 
 @dataclass(frozen=True, eq=False)
 class PersonPose:
@@ -165,46 +162,6 @@ def predict_persons(
     return persons
 
 
-def oks_similarity(reference: np.ndarray, others: np.ndarray, area_ref: float, areas: np.ndarray) -> np.ndarray:
-    """Object keypoint similarity of one person to others.
-
-    Args:
-        reference: (K, 2+) keypoints.
-        others: (N, K, 2+) keypoints.
-        area_ref: Scale area of the reference.
-        areas: (N,) scale areas of the others.
-
-    Returns:
-        (N,) OKS in [0, 1].
-    """
-    variances = (2 * np.asarray(OKS_SIGMAS)) ** 2  # (K,)
-    squared = ((others[..., :2] - reference[None, :, :2]) ** 2).sum(-1)  # (N, K)
-    scale = (area_ref + areas)[:, None] / 2 + np.spacing(1)  # (N, 1)
-    return np.exp(-squared / variances / scale / 2).mean(-1)
-
-
-def oks_nms(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, threshold: float) -> list[int]:
-    """Greedy non-maximum suppression by OKS.
-
-    Args:
-        keypoints: (N, K, 2+) persons of one frame.
-        scores: (N,) person scores.
-        areas: (N,) scale areas.
-        threshold: Persons with OKS above this to a kept, higher-scored person are dropped.
-
-    Returns:
-        Indices of the kept persons, best first.
-    """
-    order = np.argsort(-scores, kind="stable")
-    kept = []
-    while order.size:
-        best, rest = order[0], order[1:]
-        kept.append(int(best))
-        overlap = oks_similarity(keypoints[best], keypoints[rest], areas[best], areas[rest])
-        order = rest[overlap <= threshold]
-    return kept
-
-
 def group_by_frame(persons: Sequence[PersonPose]) -> dict[str, list[PersonPose]]:
     """Persons per frame key, duplicates removed by OKS NMS."""
     frames: dict[str, list[PersonPose]] = {}
@@ -216,7 +173,6 @@ def group_by_frame(persons: Sequence[PersonPose]) -> dict[str, list[PersonPose]]
             np.stack([p.keypoints for p in group]),
             np.array([p.score for p in group]),
             np.array([p.area for p in group]),
-            OKS_NMS_THRESHOLD,
         )
         kept[key] = [group[i] for i in keep]
     return kept

@@ -7,6 +7,7 @@ both, all outputs or none (an unreadable input or a video without a person raise
 the ONNX exporter).
 """
 
+from famipose.geometry import box_iou, pose_oks
 from famipose.inference.detector import (
     DETECTORS,
     TORCHVISION_DETECTORS,
@@ -33,7 +34,7 @@ from famipose.inference.pipeline import (
     write_coco_results,
     write_posetrack_json,
 )
-from famipose.inference.tracker import PoseTracker, TrackerConfig, box_iou, pose_oks
+from famipose.inference.tracker import PoseTracker, TrackerConfig
 from famipose.inference.video_io import Frame, FrameSource, VideoReadError, VideoWriter, open_frames
 
 __all__ = [

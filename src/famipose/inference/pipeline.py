@@ -53,9 +53,10 @@ from famipose.data.dataset import normalize_crops
 from famipose.data.errors import DataError, get_field, load_json
 from famipose.data.windows import resolve_support_index
 from famipose.engine.checkpointing import read_checkpoint_file
-from famipose.engine.evaluate import OKS_NMS_THRESHOLD, load_model, oks_nms
+from famipose.engine.evaluate import load_model
 from famipose.evaluation.io import PosePrediction, write_predictions
 from famipose.files import atomic_path, remove_stale_temporaries, write_text_atomic
+from famipose.geometry import OKS_NMS_THRESHOLD, oks_nms, xywh_to_xyxy
 from famipose.inference.detector import (
     BoxFileDetector,
     Detector,
@@ -64,7 +65,6 @@ from famipose.inference.detector import (
     clean_detections,
     detect_frames,
     make_detector,
-    xywh_to_xyxy,
 )
 from famipose.inference.draw import DrawnPerson, draw_frame
 from famipose.inference.tracker import PoseTracker, TrackerConfig
@@ -225,7 +225,7 @@ def suppress_duplicate_poses(item: _Item, input_size: tuple[int, int], padding: 
 
     Two boxes on one person give two nearly equal poses; the one with the lower person score
     (box score × mean joint score) goes when their OKS, on the crop areas, exceeds
-    :data:`~famipose.engine.evaluate.OKS_NMS_THRESHOLD`. The remaining persons are ordered best
+    :data:`~famipose.geometry.OKS_NMS_THRESHOLD`. The remaining persons are ordered best
     first, also as ``famipose test`` writes them (the PoseTrack evaluator's greedy matching breaks
     ties in file order).
     """
