@@ -52,6 +52,7 @@ from famipose.config import Config, ConfigError, from_dict, load_config
 from famipose.data.dataset import normalize_crops
 from famipose.data.errors import DataError, get_field, load_json
 from famipose.data.windows import resolve_support_index
+from famipose.device import resolve_device
 from famipose.engine.checkpointing import read_checkpoint_file
 from famipose.engine.evaluate import load_model
 from famipose.evaluation.io import PosePrediction, write_predictions
@@ -542,21 +543,6 @@ def reframe_features(
 # ---------------------------------------------------------------------------------------------
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU; ``cpu`` / ``cuda`` as given.
-
-    Raises:
-        ValueError: an unknown name, or ``cuda`` without a GPU.
-    """
-    if name not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"unknown device {name!r}; valid: auto, cpu, cuda")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
-
-
 def read_gt_images(path: str | Path) -> list[dict[str, Any]]:
     """The ``images`` list of a PoseTrack18 annotation file.
 
@@ -694,7 +680,7 @@ class VideoPoseEstimator:
         options: EstimatorOptions | None = None,
         device: str = "auto",
     ) -> None:
-        self.device = resolve_device(device)
+        self.device = resolve_device(device, setting="--device")
         self.model = model.eval().to(self.device)
         self.options = options or EstimatorOptions()
         self.gt_images = read_gt_images(gt_json) if gt_json is not None else None
