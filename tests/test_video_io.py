@@ -9,7 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from famipose.inference.video_io import VideoReadError, VideoWriter, open_frames
+from famipose.inference.video_io import VideoReadError, open_frames
+from famipose.video_writer import VideoWriter
 
 SIZE = (64, 48)  # w, h
 

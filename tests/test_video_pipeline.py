@@ -34,8 +34,8 @@ from famipose.inference import (
 from famipose.inference import pipeline as pipeline_module
 from famipose.inference.detector import hog_available
 from famipose.inference.draw import draw_person, track_colour
-from famipose.inference.video_io import VideoWriter
 from famipose.models.famipose import FamiPose
+from famipose.video_writer import VideoWriter
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "famipose_tiny.yaml"

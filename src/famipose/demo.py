@@ -29,7 +29,7 @@ from famipose.engine.train import train
 from famipose.evaluation.io import FrameRecord, read_predictions
 from famipose.evaluation.posetrack_ap import EvalResult
 from famipose.inference.draw import DrawnPerson, draw_frame
-from famipose.inference.video_io import VideoWriter
+from famipose.video_writer import VideoWriter
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 GROUPS = ("Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle", "Total")

@@ -35,7 +35,8 @@ from famipose.inference.pipeline import (
     write_posetrack_json,
 )
 from famipose.inference.tracker import PoseTracker, TrackerConfig
-from famipose.inference.video_io import Frame, FrameSource, VideoReadError, VideoWriter, open_frames
+from famipose.inference.video_io import Frame, FrameSource, VideoReadError, open_frames
+from famipose.video_writer import VideoWriter
 
 __all__ = [
     "DETECTORS",

@@ -74,13 +74,13 @@ from famipose.inference.video_io import (
     FrameSource,
     ImageFolderSource,
     VideoReadError,
-    VideoWriter,
     open_frames,
 )
 from famipose.models.alignment import warp_features
 from famipose.models.checkpoint import is_official_hrnet, official_hrnet_model, read_state_dict
 from famipose.models.famipose import FamiPose
 from famipose.models.heads import PoseLogits
+from famipose.video_writer import VideoWriter
 
 logger = logging.getLogger(__name__)
 
