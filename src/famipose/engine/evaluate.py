@@ -31,13 +31,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from famipose.codecs.pose import decode_pose_logits
-from famipose.config import Config, ModelConfig
+from famipose.config import Config
 from famipose.data.dataset import PoseWindowDataset, collate_windows
 from famipose.data.detections import load_detections
 from famipose.data.posetrack import load_posetrack
 from famipose.data.windows import BoxSource, GroundTruthBoxes, build_windows
 from famipose.engine.builders import data_path, dataset_options, window_deltas
-from famipose.engine.checkpointing import read_model_state
 from famipose.engine.distributed import (
     DistributedContext,
     broadcast_from_main,
@@ -51,7 +50,7 @@ from famipose.evaluation import ORIGIN_NAME, EvalResult, PosePrediction, evaluat
 from famipose.evaluation.io import read_video
 from famipose.files import write_text_atomic
 from famipose.geometry import oks_nms
-from famipose.models.checkpoint import CheckpointError, compare_state_dict
+from famipose.models.checkpoint import load_model
 from famipose.models.famipose import FamiPose
 
 logger = logging.getLogger(__name__)
@@ -236,21 +235,6 @@ def run_evaluation(
         write_text_atomic(out_dir / "eval.json", json.dumps(result.to_json(), indent=2))
         plot_per_joint_ap({**result.grouped, "Total": result.total}, out_dir / "per_joint_map.png")
     return broadcast_from_main(result, context)
-
-
-def load_model(config: ModelConfig, source: str | Path) -> FamiPose:
-    """A network built from ``config`` with the weights of a checkpoint or ``.safetensors`` file.
-
-    Raises:
-        CheckpointError: The file cannot be read or does not fit the configured network.
-    """
-    model = FamiPose(config)
-    state = read_model_state(source)
-    report = compare_state_dict(model, state)
-    if not report.ok:
-        raise CheckpointError(f"checkpoint {str(source)!r} does not fit the configured model: {report.describe()}")
-    model.load_state_dict(state, strict=False)
-    return model
 
 
 def evaluate_model(

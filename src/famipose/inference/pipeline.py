@@ -53,8 +53,6 @@ from famipose.data.dataset import normalize_crops
 from famipose.data.errors import DataError, get_field, load_json
 from famipose.data.windows import resolve_support_index
 from famipose.device import resolve_device
-from famipose.engine.checkpointing import read_checkpoint_file
-from famipose.engine.evaluate import load_model
 from famipose.evaluation.io import PosePrediction, write_predictions
 from famipose.files import atomic_path, remove_stale_temporaries, write_text_atomic
 from famipose.geometry import OKS_NMS_THRESHOLD, oks_nms, xywh_to_xyxy
@@ -77,7 +75,13 @@ from famipose.inference.video_io import (
     open_frames,
 )
 from famipose.models.alignment import warp_features
-from famipose.models.checkpoint import is_official_hrnet, official_hrnet_model, read_state_dict
+from famipose.models.checkpoint import (
+    is_official_hrnet,
+    load_model,
+    official_hrnet_model,
+    read_checkpoint_file,
+    read_state_dict,
+)
 from famipose.models.famipose import FamiPose
 from famipose.models.heads import PoseLogits
 from famipose.video_writer import VideoWriter
