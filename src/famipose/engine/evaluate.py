@@ -52,25 +52,9 @@ from famipose.files import write_text_atomic
 from famipose.geometry import oks_nms
 from famipose.models.checkpoint import load_model
 from famipose.models.famipose import FamiPose
+from famipose.poses import PersonPose
 
 logger = logging.getLogger(__name__)
-
-@dataclass(frozen=True, eq=False)
-class PersonPose:
-    """One predicted person.
-
-    Attributes:
-        file_name: Key-frame file name (as in the annotations).
-        keypoints: (K, 3) ``(x, y, score)`` in image pixels.
-        score: Person score (box score × mean joint score).
-        area: Crop area in square image pixels (the OKS scale).
-    """
-
-    file_name: str
-    keypoints: np.ndarray
-    score: float
-    area: float
-
 
 @dataclass(frozen=True, eq=False)
 class EvalData:
@@ -134,7 +118,7 @@ def build_eval_data(config: Config, boxes: str | Path | None = None, gt_dir: str
 @torch.no_grad()
 def predict_persons(
     model: FamiPose, loader: DataLoader, device: torch.device, amp: bool = False
-) -> list[PersonPose]:
+) -> list[tuple[str, PersonPose]]:
     """Run the network over a loader of evaluation windows.
 
     Args:
@@ -144,7 +128,8 @@ def predict_persons(
         amp: Use CUDA autocast.
 
     Returns:
-        One person per window, in loader order.
+        One ``(key-frame file name, untracked person)`` per window, in loader order; each person
+        has its crop area (the OKS scale) and no box.
     """
     model.eval()
     persons = []
@@ -156,16 +141,21 @@ def predict_persons(
         box_scores = batch.box_scores.numpy()  # (B,)
         areas = (batch.scales[:, 0] * batch.scales[:, 1]).numpy()  # (B,)
         for index, name in enumerate(batch.file_names):
-            score = float(box_scores[index] * keypoints[index, :, 2].mean())
-            persons.append(PersonPose(name, keypoints[index], score, float(areas[index])))
+            joints = keypoints[index]  # (K, 3)
+            person = PersonPose(None, None, joints[:, :2], joints[:, 2], float(box_scores[index]), float(areas[index]))
+            persons.append((name, person))
     return persons
 
 
-def group_by_frame(persons: Sequence[PersonPose]) -> dict[str, list[PersonPose]]:
-    """Persons per frame key, duplicates removed by OKS NMS."""
+def group_by_frame(persons: Sequence[tuple[str, PersonPose]]) -> dict[str, list[PersonPose]]:
+    """Persons per frame key, duplicates removed by OKS NMS, best first.
+
+    Args:
+        persons: ``(key-frame file name, person)`` pairs, as :func:`predict_persons` gives them.
+    """
     frames: dict[str, list[PersonPose]] = {}
-    for person in persons:
-        frames.setdefault(frame_key(person.file_name), []).append(person)
+    for file_name, person in persons:
+        frames.setdefault(frame_key(file_name), []).append(person)
     kept = {}
     for key, group in frames.items():
         keep = oks_nms(
@@ -177,11 +167,11 @@ def group_by_frame(persons: Sequence[PersonPose]) -> dict[str, list[PersonPose]]
     return kept
 
 
-def write_video_predictions(persons: Sequence[PersonPose], gt_dir: Path, pred_dir: Path) -> list[Path]:
+def write_video_predictions(persons: Sequence[tuple[str, PersonPose]], gt_dir: Path, pred_dir: Path) -> list[Path]:
     """One PoseTrack18 prediction file per GT video, frames copied from the GT file.
 
     Args:
-        persons: All predictions.
+        persons: All predictions, as ``(key-frame file name, person)`` pairs.
         gt_dir: Folder of GT ``*.json`` files.
         pred_dir: Output folder.
 
@@ -193,7 +183,7 @@ def write_video_predictions(persons: Sequence[PersonPose], gt_dir: Path, pred_di
     for gt_file in sorted(gt_dir.glob("*.json")):
         frames = read_video(gt_file)
         per_frame = [by_frame.get(frame_key(frame.file_name), []) for frame in frames]
-        predictions = [[PosePrediction(p.keypoints, track) for track, p in enumerate(group)] for group in per_frame]
+        predictions = [[PosePrediction(p.joints, track) for track, p in enumerate(group)] for group in per_frame]
         written.append(write_predictions(pred_dir, gt_file.name, frames, predictions))
     return written
 
