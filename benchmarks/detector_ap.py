@@ -20,7 +20,8 @@ import numpy as np
 from famipose.data.posetrack import load_posetrack
 from famipose.data.synthtrack import generate_synthtrack, parse_size
 from famipose.evaluation.posetrack_ap import average_precision
-from famipose.inference.detector import HOGPersonDetector, MotionPersonDetector, clean_detections, xywh_to_xyxy
+from famipose.geometry import box_iou
+from famipose.inference.detector import HOGPersonDetector, MotionPersonDetector, clean_detections
 from famipose.inference.video_io import open_frames
 
 
@@ -34,18 +35,8 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU matrix (N, M) of xyxy boxes a (N, 4) and b (M, 4)."""
-    low = np.maximum(a[:, None, :2], b[None, :, :2])
-    high = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(high - low, 0, None).prod(-1)
-    area_a = (a[:, 2:] - a[:, :2]).prod(-1)
-    area_b = (b[:, 2:] - b[:, :2]).prod(-1)
-    return inter / np.maximum(area_a[:, None] + area_b[None] - inter, 1e-9)
-
-
 def match_frame(boxes: np.ndarray, scores: np.ndarray, gt: np.ndarray, threshold: float = 0.5) -> np.ndarray:
-    """True-positive flags of one frame's detections (xyxy), matched greedily by score to GT (xyxy)."""
+    """True-positive flags of one frame's detections, matched greedily by score to GT (boxes ``(x, y, w, h)``)."""
     order = np.argsort(-scores, kind="stable")
     iou = box_iou(boxes[order], gt) if len(gt) else np.zeros((len(order), 0))
     taken = np.zeros(len(gt), bool)
@@ -84,7 +75,7 @@ def main() -> None:
                         continue
                     gt = np.array([p.bbox for p in split.persons(record.image_id)], np.float64).reshape(-1, 4)
                     num_gt += len(gt)
-                    flags.append(match_frame(xywh_to_xyxy(found.boxes), found.scores, xywh_to_xyxy(gt)))
+                    flags.append(match_frame(found.boxes, found.scores, gt))
                     scores.append(found.scores)
             all_scores, all_flags = np.concatenate(scores), np.concatenate(flags)
             ap = average_precision(all_scores, all_flags, num_gt)

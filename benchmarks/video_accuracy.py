@@ -19,8 +19,13 @@ import torch
 
 from famipose.demo import ap_table
 from famipose.evaluation.posetrack_ap import evaluate_posetrack
-from famipose.inference import EstimatorOptions, TrackerConfig, VideoPoseEstimator
-from famipose.inference.pipeline import load_model_and_config, write_posetrack_json
+from famipose.inference import (
+    EstimatorOptions,
+    TrackerConfig,
+    VideoPoseEstimator,
+    load_model_and_config,
+    write_posetrack_json,
+)
 from famipose.models.famipose import FamiPose
 
 

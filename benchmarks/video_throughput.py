@@ -35,8 +35,9 @@ import torch
 from famipose.config import load_config
 from famipose.data.synthtrack import generate_synthtrack
 from famipose.inference import EstimatorOptions, TrackerConfig, VideoPoseEstimator, open_frames
-from famipose.inference.video_io import VideoWriter, release_freed_frames_to_os
+from famipose.inference.video_io import release_freed_frames_to_os
 from famipose.models.famipose import FamiPose
+from famipose.video_writer import VideoWriter
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {variant: ROOT / "configs" / f"{variant}_tiny.yaml" for variant in ("famipose", "single_frame")}

@@ -25,10 +25,11 @@ from typer.testing import CliRunner, Result
 from famipose.cli import app
 from famipose.config import load_config
 from famipose.engine import train as train_module
-from famipose.engine.checkpointing import atomic_save, load_checkpoint
+from famipose.engine.checkpointing import load_checkpoint
 from famipose.engine.logging import read_metrics
 from famipose.engine.train import train
 from famipose.inference import pipeline as pipeline_module
+from famipose.models.checkpoint import atomic_save
 
 ROOT = Path(__file__).resolve().parents[1]
 SINGLE = ROOT / "configs" / "synthtrack_single_frame_tiny.yaml"

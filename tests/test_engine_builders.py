@@ -16,8 +16,7 @@ from famipose.engine.builders import (
     load_matching,
     steps_per_epoch,
 )
-from famipose.engine.checkpointing import atomic_save
-from famipose.models.checkpoint import CheckpointError
+from famipose.models.checkpoint import CheckpointError, atomic_save
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

@@ -13,17 +13,14 @@ import torch
 from famipose.engine import checkpointing
 from famipose.engine.checkpointing import (
     Progress,
-    atomic_save,
     capture_rng_state,
-    export_safetensors,
     find_resume_checkpoint,
     load_checkpoint,
     progress_from_dict,
     progress_to_dict,
-    read_model_state,
     restore_rng_state,
 )
-from famipose.models.checkpoint import CheckpointError
+from famipose.models.checkpoint import CheckpointError, atomic_save, export_safetensors, read_model_state
 
 
 def make_checkpoint(value: float) -> dict[str, Any]:

@@ -13,10 +13,11 @@ from typer.testing import CliRunner
 
 from famipose.cli import app
 from famipose.config import load_config
-from famipose.engine.checkpointing import atomic_save
-from famipose.engine.evaluate import frame_key, oks_nms
+from famipose.engine.evaluate import frame_key
 from famipose.engine.train import write_config
 from famipose.evaluation.posetrack_ap import JOINT_GROUPS
+from famipose.geometry import oks_nms
+from famipose.models.checkpoint import atomic_save
 from famipose.models.famipose import FamiPose
 
 REPO = Path(__file__).resolve().parents[1]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from famipose.inference.tracker import PoseTracker, TrackerConfig, box_iou, pose_oks
+from famipose.geometry import box_iou, pose_oks
+from famipose.inference.tracker import PoseTracker, TrackerConfig
 
 K = 17
 SIGMAS = np.full(K, 0.07)

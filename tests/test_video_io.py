@@ -9,7 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from famipose.inference.video_io import VideoReadError, VideoWriter, open_frames
+from famipose.inference.video_io import VideoReadError, open_frames
+from famipose.video_writer import VideoWriter
 
 SIZE = (64, 48)  # w, h
 
@@ -102,3 +103,15 @@ def test_writer_pads_odd_sizes_and_rejects_size_changes(tmp_path: Path) -> None:
     assert len(frames) == 1 and frames[0].image.shape == (22, 34, 3)
     VideoWriter(tmp_path / "nothing.mp4", fps=10).close()
     assert not (tmp_path / "nothing.mp4").exists()
+
+
+def test_writer_keeps_odd_sizes_and_takes_bgr_frames_when_asked(tmp_path: Path) -> None:
+    image = np.zeros((21, 33, 3), np.uint8)
+    image[..., 2] = 200  # red, in OpenCV's BGR order
+    path = tmp_path / "odd.mp4"
+    with VideoWriter(path, fps=10, codec="mpeg4", pixel_format="bgr24", threads=1, pad_odd=False) as writer:
+        writer.write(image)
+    (frame,) = list(open_frames(path))
+    assert frame.image.shape == (21, 33, 3)  # as SynthTrack writes its frames: no padding
+    red, green, blue = frame.image.reshape(-1, 3).mean(0)  # frames are read back as RGB
+    assert red > 150 and max(green, blue) < 50

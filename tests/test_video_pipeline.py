@@ -26,16 +26,17 @@ from famipose.inference import (
     TrackerConfig,
     VideoPoseEstimator,
     clean_detections,
+    crop_geometry,
     load_box_file,
     make_detector,
     open_frames,
     write_posetrack_json,
 )
-from famipose.inference import pipeline as pipeline_module
 from famipose.inference.detector import hog_available
 from famipose.inference.draw import draw_person, track_colour
-from famipose.inference.video_io import VideoWriter
+from famipose.inference.windows import WindowEngine
 from famipose.models.famipose import FamiPose
+from famipose.video_writer import VideoWriter
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "famipose_tiny.yaml"
@@ -189,9 +190,9 @@ def test_exact_and_fast_agree_when_boxes_do_not_move(tmp_path: Path, monkeypatch
     buffered: list[int] = []
     features = model.backbone.features
     monkeypatch.setattr(model.backbone, "features", lambda x: crops.append(len(x)) or features(x))
-    add = pipeline_module._Windows.add
+    add = WindowEngine.add
     monkeypatch.setattr(
-        pipeline_module._Windows, "add", lambda self, item: add(self, item) or buffered.append(len(self.buffer))
+        WindowEngine, "add", lambda self, item: add(self, item) or buffered.append(len(self.buffer))
     )
     results = {}
     for mode in ("exact", "fast"):
@@ -240,7 +241,7 @@ def test_fast_mode_crops_each_frame_once_with_its_own_box_and_reframes_supports(
     # the box moved +6 px, i.e. 6 / (crop width) of the crop, which is (w - 1) * 6 / crop_w feature pixels.
     key_features = torch.cat([key for key, _ in windows])  # (8, C, h, w), frame order
     support_t1 = torch.cat([sup for _, sup in windows])[3, 2]  # frame 3's δ = +1 support (deltas -2, -1, 1, 2)
-    _, scale = pipeline_module.crop_geometry(np.array([entries[3]["bbox"]]), (96, 128), options.box_padding)
+    _, scale = crop_geometry(np.array([entries[3]["bbox"]]), (96, 128), options.box_padding)
     width = key_features.shape[-1]
     shift = (width - 1) * step / scale[0, 0]  # feature pixels the frame-4 features move left in frame 3's crop
     lo, hi = int(np.ceil(shift)) + 1, width - 2

@@ -216,9 +216,9 @@ def export(
     The ONNX graph takes ``key`` (B, 3, H, W) and, for temporal variants, ``supports`` (B, S, 3, H, W)
     with the batch B fixed at export (``--batch``).
     """
-    from famipose.engine.checkpointing import export_safetensors
     from famipose.files import atomic_path
     from famipose.inference.pipeline import load_model_and_config
+    from famipose.models.checkpoint import export_safetensors
 
     with reported_errors():
         chosen = export_format_of(out, export_format)

@@ -28,8 +28,9 @@ from famipose.data.synthtrack import generate_synthtrack
 from famipose.engine.train import train
 from famipose.evaluation.io import EvalFrame, read_predictions
 from famipose.evaluation.posetrack_ap import EvalResult
-from famipose.inference.draw import DrawnPerson, draw_frame
-from famipose.inference.video_io import VideoWriter
+from famipose.inference.draw import draw_frame
+from famipose.poses import PersonPose
+from famipose.video_writer import VideoWriter
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 GROUPS = ("Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle", "Total")
@@ -115,7 +116,7 @@ def generate_data(root: Path, settings: DemoSettings) -> None:
         print(stats.summary())
 
 
-def _drawn(frame: EvalFrame) -> list[DrawnPerson]:
+def _drawn(frame: EvalFrame) -> list[PersonPose]:
     """Predicted persons of one frame in the renderer's form (box around the predicted joints)."""
     persons = []
     for person in frame.persons:
@@ -125,7 +126,7 @@ def _drawn(frame: EvalFrame) -> list[DrawnPerson]:
         low, high = points.min(0), points.max(0)
         box = np.array([*low, *(high - low)])
         scores = np.where(person.present, person.scores, 0.0)
-        persons.append(DrawnPerson(person.track_id or 0, box, person.keypoints, scores))
+        persons.append(PersonPose(person.track_id or 0, box, person.keypoints, scores))
     return persons
 
 

@@ -40,7 +40,6 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
-import av
 import cv2
 import numpy as np
 
@@ -56,6 +55,8 @@ from famipose.data.synth_render import (
     head_box,
     random_style,
 )
+from famipose.geometry import box_iou
+from famipose.video_writer import VideoWriter
 
 Difficulty = Literal["easy", "hard"]
 
@@ -972,7 +973,7 @@ def _detections(scene: Scene, frame: int, render: FrameRender, rng: np.random.Ge
             continue
         jitter = config.detector_jitter * (1 + 3 * (rng.random() < 0.1))
         noisy = _jitter_box(box, rng, jitter, spec.width, spec.height)
-        quality = _iou(box, noisy)
+        quality = float(box_iou(box, noisy)[0, 0])
         score = np.clip(0.1 + 0.85 * quality**2 * (0.5 + 0.5 * seen) + rng.normal(0, 0.03), 0.01, 0.999)
         results.append(_detection(image_id, noisy, score))
     for _ in range(rng.poisson(config.detector_false_positives)):
@@ -991,14 +992,6 @@ def _jitter_box(box: np.ndarray, rng: np.random.Generator, jitter: float, width:
     x0, y0 = np.clip(cx - w / 2, 0, width - 1), np.clip(cy - h / 2, 0, height - 1)
     x1, y1 = np.clip(cx + w / 2, x0 + 1, width), np.clip(cy + h / 2, y0 + 1, height)
     return np.array([x0, y0, x1 - x0, y1 - y0])
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    """IoU of two (x, y, w, h) boxes."""
-    iw = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    return float(inter / (a[2] * a[3] + b[2] * b[3] - inter))
 
 
 def _detection(image_id: int, box: np.ndarray, score: float) -> dict[str, Any]:
@@ -1025,30 +1018,14 @@ def categories() -> list[dict[str, Any]]:
 VIDEO_BITS_PER_PIXEL = 4
 
 
-class _VideoWriter:
-    """Streams BGR frames into an MPEG-4 Part 2 mp4.
+def _video_writer(path: Path, width: int, height: int, fps: int) -> VideoWriter:
+    """An MPEG-4 Part 2 writer of (H, W, 3) uint8 BGR frames at the frame size (odd sizes kept).
 
     MPEG-4 Part 2 rather than h264: single-threaded libx264 here still gives slightly different
     bytes from run to run, FFmpeg's own mpeg4 encoder does not, so the whole data set is reproducible.
     """
-
-    def __init__(self, path: Path, width: int, height: int, fps: int) -> None:
-        self._container = av.open(str(path), mode="w")
-        self._stream = self._container.add_stream("mpeg4", rate=fps)
-        self._stream.width, self._stream.height, self._stream.pix_fmt = width, height, "yuv420p"
-        self._stream.bit_rate = width * height * fps * VIDEO_BITS_PER_PIXEL
-        self._stream.codec_context.thread_count = 1
-
-    def write(self, image: np.ndarray) -> None:
-        """Encode one (H, W, 3) uint8 BGR frame."""
-        for packet in self._stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")):
-            self._container.mux(packet)
-
-    def close(self) -> None:
-        """Flush the encoder and close the file."""
-        for packet in self._stream.encode():
-            self._container.mux(packet)
-        self._container.close()
+    bit_rate = width * height * fps * VIDEO_BITS_PER_PIXEL
+    return VideoWriter(path, fps, "mpeg4", pixel_format="bgr24", bit_rate=bit_rate, threads=1, pad_odd=False)
 
 
 @dataclass(frozen=True)
@@ -1093,7 +1070,7 @@ def _generate_video(job: _VideoJob) -> _VideoResult:
     images, detections = [], []
     det_rng = spec.rng("detections")
     labeled = np.arange(spec.frames) % job.labeled_every == 0
-    writer = _VideoWriter(out / "videos" / split / f"{spec.name}.mp4", spec.width, spec.height, config.fps)
+    writer = _video_writer(out / "videos" / split / f"{spec.name}.mp4", spec.width, spec.height, config.fps)
     try:
         for t in range(spec.frames):
             render = render_frame(scene, t)

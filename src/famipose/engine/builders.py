@@ -23,8 +23,7 @@ from famipose.data.dataset import PoseWindowDataset, WindowDatasetOptions, colla
 from famipose.data.keypoints import NUM_JOINTS
 from famipose.data.posetrack import load_posetrack
 from famipose.data.windows import GroundTruthBoxes, build_windows
-from famipose.engine.checkpointing import read_model_state
-from famipose.models.checkpoint import CheckpointError, load_weights
+from famipose.models.checkpoint import load_matching, load_weights
 from famipose.models.famipose import FamiPose
 
 logger = logging.getLogger(__name__)
@@ -197,38 +196,6 @@ def build_model(config: ModelConfig, train: TrainConfig) -> FamiPose:
         if not any(key.startswith("head.") for key in loaded) and model.adopt_backbone_head():
             logger.info("init_from %s: head starts as the backbone's final_layer", train.init_from)
     return model
-
-
-def load_matching(model: nn.Module, source: str | Path) -> list[str]:
-    """Load the tensors of a checkpoint whose names exist in ``model`` (the shapes must agree).
-
-    Args:
-        model: Target network (modified in place).
-        source: A training checkpoint, ``.safetensors`` export, state-dict file or official HRNet
-            state dict (``pose_hrnet_w48_384x288.pth``, loaded into ``backbone``).
-
-    Returns:
-        The names loaded.
-
-    Raises:
-        CheckpointError: A tensor of the checkpoint has another shape than the model's tensor of
-            the same name (a checkpoint of another backbone), or nothing matches.
-    """
-    expected = model.state_dict()
-    offered = read_model_state(source)
-    misfits = [key for key, value in offered.items() if key in expected and expected[key].shape != value.shape]
-    if misfits:
-        first = misfits[0]
-        raise CheckpointError(
-            f"checkpoint {str(source)!r}: {len(misfits)} of its tensors have other shapes than the model's "
-            f"({first}: {list(offered[first].shape)} vs {list(expected[first].shape)}); a checkpoint of another "
-            "backbone or head?"
-        )
-    state = {key: value for key, value in offered.items() if key in expected}
-    if not state:
-        raise CheckpointError(f"checkpoint {str(source)!r} shares no tensor name and shape with {type(model).__name__}")
-    model.load_state_dict(state, strict=False)
-    return sorted(state)
 
 
 def build_optimizer(model: nn.Module, train: TrainConfig) -> Optimizer:

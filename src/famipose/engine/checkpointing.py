@@ -1,4 +1,4 @@
-"""Training checkpoints: atomic writes, resumable state, safetensors export.
+"""Training checkpoints: what they hold, resumable state, the checkpoint ``--resume auto`` continues.
 
 A checkpoint is a dict of tensors and plain Python values, so that it loads with
 ``torch.load(weights_only=True)``:
@@ -13,9 +13,12 @@ A checkpoint is a dict of tensors and plain Python values, so that it loads with
 ``progress``     :class:`Progress` as a dict (epoch, position inside it, global step, best AP)
 ``config``       the experiment config as a plain nested dict
 
-Files are written to a temporary file in the same folder, fsynced, then renamed over the
-destination (:func:`famipose.files.atomic_path`); an interrupted write leaves the previous file
-intact, and the temporary a killed write leaves is removed when the next run starts.
+The files themselves are written and read by :mod:`famipose.models.checkpoint`, the module that
+owns weights on disk: :func:`~famipose.models.checkpoint.atomic_save` writes to a temporary file
+in the same folder, fsyncs it and renames it over the destination, so an interrupted write leaves
+the previous file intact (the temporary a killed write leaves is removed when the next run
+starts), and :func:`~famipose.models.checkpoint.read_checkpoint_file` turns every read failure
+into a one-line ``CheckpointError``.
 """
 
 from __future__ import annotations
@@ -30,11 +33,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
-from torch import Tensor
 
-from famipose.files import atomic_path
-from famipose.models.checkpoint import CheckpointError, hrnet_as_famipose_state
+from famipose.models.checkpoint import CheckpointError, read_checkpoint_file
 
 LAST_NAME = "last.pth"
 BEST_NAME = "best.pth"
@@ -108,40 +108,8 @@ def progress_from_dict(data: Mapping[str, Any]) -> Progress:
     return Progress(**data)
 
 
-def atomic_save(payload: Any, path: str | os.PathLike[str]) -> Path:
-    """``torch.save`` to a temporary file next to ``path``, fsync it, then rename it over ``path``.
-
-    Args:
-        payload: What to save.
-        path: Destination; its folder is created if needed.
-
-    Returns:
-        The destination path.
-    """
-    with atomic_path(path) as temporary, temporary.open("wb") as file:
-        torch.save(payload, file)
-    return Path(path)
-
-
-def read_checkpoint_file(path: str | os.PathLike[str]) -> Any:
-    """``torch.load(weights_only=True)`` onto the CPU, any failure a one-line :class:`CheckpointError`.
-
-    Raises:
-        CheckpointError: The file is missing, empty, truncated or not a PyTorch file; the message
-            names the file and the reason.
-    """
-    path = Path(path)
-    if path.is_file() and path.stat().st_size == 0:
-        raise CheckpointError(f"cannot read checkpoint {str(path)!r}: the file is empty (0 bytes)")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch.load raises many types for missing, truncated or foreign files
-        reason = " ".join(str(err).split()) or type(err).__name__
-        raise CheckpointError(f"cannot read checkpoint {str(path)!r}: {reason}") from err
-
-
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a training checkpoint written by :func:`atomic_save` onto the CPU.
+    """Read a training checkpoint written by :func:`~famipose.models.checkpoint.atomic_save` onto the CPU.
 
     Args:
         path: The ``.pth`` file.
@@ -161,56 +129,6 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     if missing:
         raise CheckpointError(f"checkpoint {str(path)!r} is not a training checkpoint; missing {missing}")
     return content
-
-
-def read_model_state(source: str | os.PathLike[str] | Mapping[str, Any]) -> dict[str, Tensor]:
-    """The network weights of a training checkpoint, a ``.safetensors`` export or a raw state dict.
-
-    Unlike :func:`famipose.models.checkpoint.read_state_dict`, keys are kept as they are
-    (``backbone.*`` included), so the result loads into a whole :class:`FamiPose`; an official
-    HRNet state dict (``pose_hrnet_w32_256x192.pth``) gets its keys put under ``backbone.``.
-
-    Args:
-        source: A path or an in-memory checkpoint.
-
-    Returns:
-        ``{parameter name: tensor}``.
-
-    Raises:
-        CheckpointError: The file cannot be read or holds no tensor state dict.
-    """
-    name = "<mapping>" if isinstance(source, Mapping) else repr(str(source))
-    if isinstance(source, Mapping):
-        content: Any = source
-    elif Path(source).suffix == ".safetensors":
-        try:
-            content = load_file(str(source))
-        except Exception as err:  # safetensors raises its own error types
-            raise CheckpointError(f"cannot read weights {name}: {err}") from err
-    else:
-        content = read_checkpoint_file(source)
-    if isinstance(content, Mapping) and isinstance(content.get("model"), Mapping):
-        content = content["model"]
-    if not isinstance(content, Mapping) or not all(isinstance(v, Tensor) for v in content.values()):
-        raise CheckpointError(f"checkpoint {name} holds no state dict of tensors")
-    return hrnet_as_famipose_state({str(key).removeprefix("module."): value for key, value in content.items()})
-
-
-def export_safetensors(checkpoint: str | os.PathLike[str] | Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Write the network weights of a checkpoint as a ``.safetensors`` file.
-
-    Args:
-        checkpoint: A training checkpoint (path or dict) or a state dict.
-        path: Output file.
-
-    Returns:
-        The output path.
-    """
-    state = {key: value.detach().cpu().contiguous().clone() for key, value in read_model_state(checkpoint).items()}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(path))
-    return path
 
 
 def find_resume_checkpoint(out_dir: str | os.PathLike[str]) -> Path:

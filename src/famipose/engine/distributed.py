@@ -24,7 +24,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from famipose.config import ConfigError
+from famipose.device import resolve_device
 
 T = TypeVar("T")
 
@@ -56,26 +56,6 @@ class DistributedContext:
         return self.world_size > 1
 
 
-def select_device(preference: str, local_rank: int = 0) -> torch.device:
-    """The device for ``train.device`` (``auto``, ``cpu`` or ``cuda``).
-
-    Args:
-        preference: ``auto`` picks CUDA when available.
-        local_rank: CUDA device index of this process.
-
-    Returns:
-        The device.
-
-    Raises:
-        ConfigError: ``cuda`` was requested but is not available.
-    """
-    if preference == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device=cuda but CUDA is not available; use train.device=cpu or auto")
-    if preference == "cpu" or not torch.cuda.is_available():
-        return torch.device("cpu")
-    return torch.device("cuda", local_rank)
-
-
 def init_distributed(device_preference: str) -> DistributedContext:
     """Join the ``torchrun`` process group when launched by it; otherwise run as one process.
 
@@ -84,11 +64,14 @@ def init_distributed(device_preference: str) -> DistributedContext:
 
     Returns:
         The context of this process.
+
+    Raises:
+        ConfigError: ``train.device=cuda`` without an available GPU.
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = select_device(device_preference, local_rank)
+    device = resolve_device(device_preference, local_rank)
     if world_size > 1 and not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)

@@ -34,11 +34,9 @@ from famipose.codecs.pose import decode_pose_logits
 from famipose.config import Config, DataConfig, ModelConfig
 from famipose.data.dataset import PoseWindowDataset, collate_windows
 from famipose.data.detections import load_detections
-from famipose.data.keypoints import OKS_SIGMAS
 from famipose.data.posetrack import load_posetrack
 from famipose.data.windows import BoxSource, GroundTruthBoxes, build_windows
 from famipose.engine.builders import data_path, dataset_options, window_deltas
-from famipose.engine.checkpointing import read_model_state
 from famipose.engine.distributed import (
     DistributedContext,
     broadcast_from_main,
@@ -51,30 +49,12 @@ from famipose.engine.plots import plot_per_joint_ap
 from famipose.evaluation import ORIGIN_NAME, EvalResult, PosePrediction, evaluate_posetrack, write_predictions
 from famipose.evaluation.io import read_video
 from famipose.files import write_text_atomic
-from famipose.models.checkpoint import CheckpointError, compare_state_dict
+from famipose.geometry import oks_nms
+from famipose.models.checkpoint import load_model
 from famipose.models.famipose import FamiPose
+from famipose.poses import PersonPose
 
 logger = logging.getLogger(__name__)
-
-OKS_NMS_THRESHOLD = 0.9
-
-
-@dataclass(frozen=True, eq=False)
-class PersonPose:
-    """One predicted person.
-
-    Attributes:
-        file_name: Key-frame file name (as in the annotations).
-        keypoints: (K, 3) ``(x, y, score)`` in image pixels.
-        score: Person score (box score × mean joint score).
-        area: Crop area in square image pixels (the OKS scale).
-    """
-
-    file_name: str
-    keypoints: np.ndarray
-    score: float
-    area: float
-
 
 @dataclass(frozen=True, eq=False)
 class EvalData:
@@ -141,7 +121,7 @@ def build_eval_data(
 @torch.no_grad()
 def predict_persons(
     model: FamiPose, loader: DataLoader, device: torch.device, amp: bool = False
-) -> list[PersonPose]:
+) -> list[tuple[str, PersonPose]]:
     """Run the network over a loader of evaluation windows.
 
     Args:
@@ -151,7 +131,8 @@ def predict_persons(
         amp: Use CUDA autocast.
 
     Returns:
-        One person per window, in loader order.
+        One ``(key-frame file name, untracked person)`` per window, in loader order; each person
+        has its crop area (the OKS scale) and no box.
     """
     model.eval()
     persons = []
@@ -163,73 +144,37 @@ def predict_persons(
         box_scores = batch.box_scores.numpy()  # (B,)
         areas = (batch.scales[:, 0] * batch.scales[:, 1]).numpy()  # (B,)
         for index, name in enumerate(batch.file_names):
-            score = float(box_scores[index] * keypoints[index, :, 2].mean())
-            persons.append(PersonPose(name, keypoints[index], score, float(areas[index])))
+            joints = keypoints[index]  # (K, 3)
+            person = PersonPose(None, None, joints[:, :2], joints[:, 2], float(box_scores[index]), float(areas[index]))
+            persons.append((name, person))
     return persons
 
 
-def oks_similarity(reference: np.ndarray, others: np.ndarray, area_ref: float, areas: np.ndarray) -> np.ndarray:
-    """Object keypoint similarity of one person to others.
+def group_by_frame(persons: Sequence[tuple[str, PersonPose]]) -> dict[str, list[PersonPose]]:
+    """Persons per frame key, duplicates removed by OKS NMS, best first.
 
     Args:
-        reference: (K, 2+) keypoints.
-        others: (N, K, 2+) keypoints.
-        area_ref: Scale area of the reference.
-        areas: (N,) scale areas of the others.
-
-    Returns:
-        (N,) OKS in [0, 1].
+        persons: ``(key-frame file name, person)`` pairs, as :func:`predict_persons` gives them.
     """
-    variances = (2 * np.asarray(OKS_SIGMAS)) ** 2  # (K,)
-    squared = ((others[..., :2] - reference[None, :, :2]) ** 2).sum(-1)  # (N, K)
-    scale = (area_ref + areas)[:, None] / 2 + np.spacing(1)  # (N, 1)
-    return np.exp(-squared / variances / scale / 2).mean(-1)
-
-
-def oks_nms(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, threshold: float) -> list[int]:
-    """Greedy non-maximum suppression by OKS.
-
-    Args:
-        keypoints: (N, K, 2+) persons of one frame.
-        scores: (N,) person scores.
-        areas: (N,) scale areas.
-        threshold: Persons with OKS above this to a kept, higher-scored person are dropped.
-
-    Returns:
-        Indices of the kept persons, best first.
-    """
-    order = np.argsort(-scores, kind="stable")
-    kept = []
-    while order.size:
-        best, rest = order[0], order[1:]
-        kept.append(int(best))
-        overlap = oks_similarity(keypoints[best], keypoints[rest], areas[best], areas[rest])
-        order = rest[overlap <= threshold]
-    return kept
-
-
-def group_by_frame(persons: Sequence[PersonPose]) -> dict[str, list[PersonPose]]:
-    """Persons per frame key, duplicates removed by OKS NMS."""
     frames: dict[str, list[PersonPose]] = {}
-    for person in persons:
-        frames.setdefault(frame_key(person.file_name), []).append(person)
+    for file_name, person in persons:
+        frames.setdefault(frame_key(file_name), []).append(person)
     kept = {}
     for key, group in frames.items():
         keep = oks_nms(
             np.stack([p.keypoints for p in group]),
             np.array([p.score for p in group]),
             np.array([p.area for p in group]),
-            OKS_NMS_THRESHOLD,
         )
         kept[key] = [group[i] for i in keep]
     return kept
 
 
-def write_video_predictions(persons: Sequence[PersonPose], gt_dir: Path, pred_dir: Path) -> list[Path]:
+def write_video_predictions(persons: Sequence[tuple[str, PersonPose]], gt_dir: Path, pred_dir: Path) -> list[Path]:
     """One PoseTrack18 prediction file per GT video, frames copied from the GT file.
 
     Args:
-        persons: All predictions.
+        persons: All predictions, as ``(key-frame file name, person)`` pairs.
         gt_dir: Folder of GT ``*.json`` files.
         pred_dir: Output folder.
 
@@ -241,7 +186,7 @@ def write_video_predictions(persons: Sequence[PersonPose], gt_dir: Path, pred_di
     for gt_file in sorted(gt_dir.glob("*.json")):
         frames = read_video(gt_file)
         per_frame = [by_frame.get(frame_key(frame.file_name), []) for frame in frames]
-        predictions = [[PosePrediction(p.keypoints, track) for track, p in enumerate(group)] for group in per_frame]
+        predictions = [[PosePrediction(p.joints, track) for track, p in enumerate(group)] for group in per_frame]
         written.append(write_predictions(pred_dir, gt_file.name, frames, predictions))
     return written
 
@@ -293,21 +238,6 @@ def run_evaluation(
         write_text_atomic(out_dir / "eval.json", json.dumps(result.to_json(), indent=2))
         plot_per_joint_ap({**result.grouped, "Total": result.total}, out_dir / "per_joint_map.png")
     return broadcast_from_main(result, context)
-
-
-def load_model(config: ModelConfig, source: str | Path) -> FamiPose:
-    """A network built from ``config`` with the weights of a checkpoint or ``.safetensors`` file.
-
-    Raises:
-        CheckpointError: The file cannot be read or does not fit the configured network.
-    """
-    model = FamiPose(config)
-    state = read_model_state(source)
-    report = compare_state_dict(model, state)
-    if not report.ok:
-        raise CheckpointError(f"checkpoint {str(source)!r} does not fit the configured model: {report.describe()}")
-    model.load_state_dict(state, strict=False)
-    return model
 
 
 def evaluate_model(

@@ -57,7 +57,6 @@ from famipose.engine.checkpointing import (
     BEST_NAME,
     LAST_NAME,
     Progress,
-    atomic_save,
     capture_rng_state,
     find_resume_checkpoint,
     load_checkpoint,
@@ -79,7 +78,7 @@ from famipose.engine.plots import plot_train_curves
 from famipose.evaluation import EvalResult
 from famipose.files import remove_stale_temporaries
 from famipose.losses import LossBreakdown, PoseTargets, compute_loss, gradient_ratio, stop_gradient_at
-from famipose.models.checkpoint import CheckpointError
+from famipose.models.checkpoint import CheckpointError, atomic_save
 from famipose.models.famipose import FamiPoseOutput
 
 logger = logging.getLogger("famipose.train")

@@ -40,6 +40,7 @@ import torch
 import torchvision.ops
 
 from famipose.data.errors import DataError, get_field, get_int, get_number, get_numbers, json_type_name, load_json
+from famipose.geometry import xywh_to_xyxy
 from famipose.inference.video_io import Frame
 
 logger = logging.getLogger(__name__)
@@ -106,18 +107,6 @@ def detect_frames(detector: Detector, frames: Sequence[Frame]) -> list[Detection
     if isinstance(detector, BatchDetector):
         return detector.detect_batch(frames)
     return [detector(frame) for frame in frames]
-
-
-def xywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
-    """(N, 4) ``(x, y, w, h)`` → (N, 4) ``(x1, y1, x2, y2)``."""
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    return np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], axis=1)
-
-
-def xyxy_to_xywh(boxes: np.ndarray) -> np.ndarray:
-    """(N, 4) ``(x1, y1, x2, y2)`` → (N, 4) float32 ``(x, y, w, h)``, the inverse of :func:`xywh_to_xyxy`."""
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    return np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1).astype(np.float32)
 
 
 def clean_detections(

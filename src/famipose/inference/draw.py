@@ -11,32 +11,19 @@ from __future__ import annotations
 
 import colorsys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from famipose.data.keypoints import SKELETON
+from famipose.poses import PersonPose
 
 Colour = tuple[int, int, int]
 _GOLDEN_RATIO = 0.618033988749895
 
 
-@dataclass(frozen=True, eq=False)
-class DrawnPerson:
-    """What the overlay shows of one person.
-
-    Attributes:
-        track_id: identity; sets the colour.
-        box: (4,) ``(x, y, w, h)`` in image pixels.
-        keypoints: (K, 2) joint positions in image pixels.
-        scores: (K,) joint scores.
-    """
-
-    track_id: int
-    box: np.ndarray
-    keypoints: np.ndarray
-    scores: np.ndarray
+DrawnPerson = PersonPose
+"""What the overlay draws: the project's one person type (the name the drawing API has always used)."""
 
 
 def track_colour(track_id: int) -> Colour:
@@ -63,7 +50,7 @@ def _blend(image: np.ndarray, rect: tuple[int, ...], alpha: float, draw: Painter
 
 def draw_person(
     image: np.ndarray,
-    person: DrawnPerson,
+    person: PersonPose,
     skeleton: Sequence[tuple[int, int]] = SKELETON,
     min_score: float = 0.05,
     thickness: int = 2,
@@ -72,17 +59,20 @@ def draw_person(
 
     Args:
         image: (H, W, 3) uint8 RGB frame, modified in place.
-        person: what to draw.
+        person: what to draw; an untracked person is drawn in the colour of id 0 without an id
+            label, a person without a box without its box.
         skeleton: limbs as joint index pairs.
         min_score: joints below this score are hidden.
         thickness: line thickness in pixels (joint radius is ``thickness + 1``).
     """
-    colour = track_colour(person.track_id)
+    colour = track_colour(person.track_id or 0)
     points = np.round(person.keypoints).astype(int)  # (K, 2)
     alphas = np.clip(np.nan_to_num(person.scores), 0.0, 1.0)  # (K,)
-    x, y, w, h = np.round(person.box).astype(int).tolist()
-    cv2.rectangle(image, (x, y), (x + w, y + h), colour, 1)
-    cv2.putText(image, f"id {person.track_id}", (x, max(y - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1)
+    if person.box is not None:
+        x, y, w, h = np.round(person.box).astype(int).tolist()
+        cv2.rectangle(image, (x, y), (x + w, y + h), colour, 1)
+        if person.track_id is not None:
+            cv2.putText(image, f"id {person.track_id}", (x, max(y - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1)
     pad = thickness + 2
     for a, b in skeleton:
         if min(person.scores[a], person.scores[b]) < min_score:
@@ -102,7 +92,7 @@ def draw_person(
         _blend(image, (*(points[k] - pad), *(points[k] + pad)), float(alphas[k]), joint)
 
 
-def draw_frame(image: np.ndarray, persons: Sequence[DrawnPerson], frame_index: int) -> np.ndarray:
+def draw_frame(image: np.ndarray, persons: Sequence[PersonPose], frame_index: int) -> np.ndarray:
     """A copy of the frame with every person and the frame index drawn on it.
 
     Args:

@@ -34,7 +34,8 @@ import torchvision
 import torchvision.ops
 from torch import nn
 
-from famipose.inference.detector import TORCHVISION_DETECTORS, Detections, xyxy_to_xywh
+from famipose.geometry import xyxy_to_xywh
+from famipose.inference.detector import TORCHVISION_DETECTORS, Detections
 from famipose.inference.video_io import Frame
 from famipose.models.checkpoint import CheckpointError, load_weights
 

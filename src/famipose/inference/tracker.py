@@ -25,41 +25,9 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from famipose.data.keypoints import OKS_SIGMAS
+from famipose.geometry import box_iou, pose_oks
 
 _FORBIDDEN = 1e6  # cost of a pair below the similarity gate
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of (N, 4) and (M, 4) ``(x, y, w, h)`` boxes → (N, M)."""
-    a = np.asarray(a, np.float64).reshape(-1, 4)
-    b = np.asarray(b, np.float64).reshape(-1, 4)
-    top_left = np.maximum(a[:, None, :2], b[None, :, :2])  # (N, M, 2)
-    bottom_right = np.minimum(a[:, None, :2] + a[:, None, 2:], b[None, :, :2] + b[None, :, 2:])
-    intersection = np.clip(bottom_right - top_left, 0, None).prod(-1)  # (N, M)
-    union = a[:, None, 2:].prod(-1) + b[None, :, 2:].prod(-1) - intersection
-    return np.where(union > 0, intersection / np.maximum(union, 1e-12), 0.0)
-
-
-def pose_oks(a: np.ndarray, b: np.ndarray, areas: np.ndarray, min_score: float, sigmas: np.ndarray) -> np.ndarray:
-    """Pairwise object keypoint similarity over the joints confident in both poses.
-
-    Args:
-        a: (N, K, 3) poses ``(x, y, score)``.
-        b: (M, K, 3) poses.
-        areas: (M,) object areas (box ``w * h``) of ``b``, which set the distance scale.
-        min_score: joints scored below this in either pose are ignored.
-        sigmas: (K,) per-joint falloff.
-
-    Returns:
-        (N, M) OKS in [0, 1]; NaN where the two poses share no confident joint.
-    """
-    distance2 = ((a[:, None, :, :2] - b[None, :, :, :2]) ** 2).sum(-1)  # (N, M, K)
-    scale2 = 2.0 * np.maximum(areas, 1.0)[None, :, None] * (2.0 * sigmas) ** 2  # (1, M, K)
-    common = (a[:, None, :, 2] >= min_score) & (b[None, :, :, 2] >= min_score)  # (N, M, K)
-    count = common.sum(-1)
-    total = (np.exp(-distance2 / scale2) * common).sum(-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / count, np.nan)
 
 
 @dataclass(frozen=True)

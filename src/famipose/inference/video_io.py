@@ -1,4 +1,4 @@
-"""Streaming frame input (video files with PyAV, image folders) and mp4 output.
+"""Streaming frame input: video files (decoded with PyAV) and image folders.
 
 Frames are decoded one at a time and handed out as :class:`Frame` objects; nothing here holds more
 than the frame being decoded, so a caller that keeps a bounded window of frames runs in bounded
@@ -23,7 +23,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from types import TracebackType
 
 import av
 import cv2
@@ -33,7 +32,6 @@ logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp")
 DEFAULT_FPS = 25.0  # image folders carry no frame rate
-PREFERRED_CODECS: tuple[str, ...] = ("libx264", "mpeg4")
 
 
 GLIBC_MMAP_THRESHOLD = 128 * 1024  # glibc's initial M_MMAP_THRESHOLD, in bytes
@@ -234,66 +232,3 @@ def open_frames(path: str | Path, folder_fps: float = DEFAULT_FPS) -> FrameSourc
             return VideoFileSource(str(path), float(rate), stream.frames or None)
     except av.error.FFmpegError as err:
         raise VideoReadError(f"{path}: cannot open as a video ({err})") from err
-
-
-class VideoWriter:
-    """Encode RGB frames into a video file (H.264 ``veryfast`` when available, else MPEG-4 Part 2).
-
-    The file is created by the first frame, whose size fixes the video's; odd sizes are padded by
-    one black row/column (4:2:0 chroma needs even sizes). Closing a writer that got no frame
-    writes nothing.
-
-    Args:
-        path: output file; its container is chosen from the suffix (``.mp4``, ``.avi``, ...).
-        fps: frame rate.
-        codec: encoder name, or ``None`` for the first of ``PREFERRED_CODECS`` that is available.
-    """
-
-    def __init__(self, path: str | Path, fps: float, codec: str | None = None) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.codec = codec or next(c for c in PREFERRED_CODECS if c in av.codecs_available)
-        self.fps = Fraction(fps).limit_denominator(1001)
-        self._container: av.container.OutputContainer | None = None
-        self._stream: av.VideoStream | None = None
-        self.frames_written = 0
-
-    def write(self, image: np.ndarray) -> None:
-        """Append one (H, W, 3) uint8 RGB frame."""
-        height, width = image.shape[:2]
-        padded = np.pad(image, ((0, height % 2), (0, width % 2), (0, 0)))
-        if self._container is None or self._stream is None:
-            self._container = av.open(str(self.path), "w")
-            self._stream = self._container.add_stream(self.codec, rate=self.fps)
-            self._stream.width, self._stream.height = padded.shape[1], padded.shape[0]
-            self._stream.pix_fmt = "yuvj420p" if self.codec == "mjpeg" else "yuv420p"
-            if self.codec == "libx264":
-                self._stream.options = {"preset": "veryfast"}  # 2x faster than the default, less memory
-        elif (padded.shape[1], padded.shape[0]) != (self._stream.width, self._stream.height):
-            raise ValueError(
-                f"frame size {width}x{height} differs from the first frame's "
-                f"{self._stream.width}x{self._stream.height}"
-            )
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(padded), format="rgb24")
-        for packet in self._stream.encode(frame):
-            self._container.mux(packet)
-        self.frames_written += 1
-
-    def close(self) -> None:
-        """Flush the encoder and close the file (idempotent)."""
-        if self._container is None or self._stream is None:
-            return
-        for packet in self._stream.encode():
-            self._container.mux(packet)
-        self._container.close()
-        self._container = self._stream = None
-
-    def __enter__(self) -> VideoWriter:
-        """Use as a context manager."""
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        """Close the file."""
-        self.close()

@@ -1,8 +1,27 @@
-"""Reading and loading model weights, including the official HRNet / FAMI-Pose checkpoints.
+"""Model weights on disk: the one module that reads and writes them.
 
-Checkpoints are read with ``torch.load(..., weights_only=True)`` onto the CPU. Every failure
-(unreadable file, not a state dict, key or shape mismatch) raises ``CheckpointError`` with a
-message that names the file or the offending keys, never a raw torch error.
+Training, testing, export and video inference all read and write weights through this module:
+
+* **Files.** :func:`read_checkpoint_file` reads a ``.pth`` file (``torch.load(weights_only=True)``
+  onto the CPU) or a ``.safetensors`` file; :func:`atomic_save` writes a ``.pth`` file atomically
+  (training checkpoints, converted weights); :func:`export_safetensors` writes the network weights
+  of a checkpoint as ``.safetensors``.
+* **State dicts.** :func:`read_state_dict` / :func:`load_weights` load a (sub-)network, with
+  wrapper prefixes stripped; :func:`read_model_state` reads the weights of a whole
+  :class:`~famipose.models.famipose.FamiPose` from any supported file, its keys mapped by
+  :func:`checkpoint_filter_fn`; :func:`load_model` builds a network from a config and a file;
+  :func:`load_matching` loads the tensors a checkpoint shares with a model (``train.init_from``).
+* **Foreign layouts.** Official HRNet pose checkpoints (``pose_hrnet_w48_384x288.pth``) load by
+  renaming alone: :func:`checkpoint_filter_fn` puts their keys under ``backbone.``, and
+  :func:`official_hrnet_model` builds the single-frame model such a file describes. Released
+  FAMI-Pose weights (``Alignment_V15``) do not load as they are (their keys fit no variant):
+  :func:`convert_release` (``famipose convert --from fami-release``) maps every released key onto
+  the ``famipose_official`` variant and changes two tensors (below); the converted file then loads
+  like any state dict.
+
+Every failure (unreadable file, not a state dict, key or shape mismatch) raises ``CheckpointError``
+with a message that names the file or the offending keys, never a raw torch error. What a training
+checkpoint holds, and resuming from one, is :mod:`famipose.engine.checkpointing`'s.
 
 :func:`convert_release` maps a state dict of the released FAMI-Pose model (``Alignment_V15`` in
 Pose-Group/FAMI-Pose, ``posetimation/zoo/Alignment/Alignment_V15.py``) onto the
@@ -39,11 +58,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from famipose.config import BackboneConfig, GTMConfig, LCMConfig, ModelConfig
+from famipose.files import atomic_path
 from famipose.models.alignment import pixels_to_normalized
 from famipose.models.famipose import FamiPose
 from famipose.models.hrnet import HRNET_SPECS
@@ -113,12 +135,74 @@ def _source_name(source: StateSource) -> str:
     return "<mapping>" if isinstance(source, Mapping) else repr(str(source))
 
 
-def _load_file(path: Path) -> object:
-    """``torch.load`` a file onto the CPU, turning every failure into ``CheckpointError``."""
+# ---------------------------------------------------------------------------------------------
+# Files
+# ---------------------------------------------------------------------------------------------
+
+
+def read_checkpoint_file(path: str | os.PathLike[str]) -> Any:
+    """The content of a weights file, any failure a one-line :class:`CheckpointError`.
+
+    A ``.safetensors`` file gives its tensors; any other file is read with
+    ``torch.load(weights_only=True)`` onto the CPU.
+
+    Raises:
+        CheckpointError: The file is missing, empty, truncated or not a PyTorch (or safetensors)
+            file; the message names the file and the reason.
+    """
+    path = Path(path)
+    if path.is_file() and path.stat().st_size == 0:
+        raise CheckpointError(f"cannot read checkpoint {str(path)!r}: the file is empty (0 bytes)")
     try:
+        if path.suffix == ".safetensors":
+            return load_file(str(path))
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch.load raises many types for missing, truncated or foreign files
-        raise CheckpointError(f"cannot read checkpoint {_source_name(path)}: {err}") from err
+    except Exception as err:  # torch.load and safetensors raise many types for missing, truncated or foreign files
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise CheckpointError(f"cannot read checkpoint {str(path)!r}: {reason}") from err
+
+
+def atomic_save(payload: Any, path: str | os.PathLike[str]) -> Path:
+    """``torch.save`` to a temporary file next to ``path``, fsync it, then rename it over ``path``.
+
+    An interrupted write leaves the previous file intact (:func:`famipose.files.atomic_path`).
+
+    Args:
+        payload: What to save (tensors and plain Python values, so that it loads with
+            ``weights_only=True``).
+        path: Destination; its folder is created if needed.
+
+    Returns:
+        The destination path.
+    """
+    with atomic_path(path) as temporary, temporary.open("wb") as file:
+        torch.save(payload, file)
+    return Path(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# State dicts of a network or a sub-network
+# ---------------------------------------------------------------------------------------------
+
+
+def _tensor_state(source: StateSource) -> Mapping[str, Tensor]:
+    """The state dict a file or mapping holds: a raw one, or one wrapped under ``WRAPPER_KEYS``.
+
+    Raises:
+        CheckpointError: The file cannot be read or holds no tensor state dict.
+    """
+    name = _source_name(source)
+    content = source if isinstance(source, Mapping) else read_checkpoint_file(source)
+    for key in WRAPPER_KEYS:
+        if isinstance(content, Mapping) and isinstance(content.get(key), Mapping):
+            content = content[key]
+            break
+    if not isinstance(content, Mapping):
+        raise CheckpointError(f"checkpoint {name} holds a {type(content).__name__}, not a state dict")
+    non_tensors = [str(k) for k, v in content.items() if not isinstance(v, Tensor)]
+    if non_tensors:
+        raise CheckpointError(f"checkpoint {name} is not a state dict; non-tensor entries: {non_tensors[:5]}")
+    return content
 
 
 def read_state_dict(source: StateSource, strip_prefixes: bool = True) -> dict[str, Tensor]:
@@ -138,20 +222,10 @@ def read_state_dict(source: StateSource, strip_prefixes: bool = True) -> dict[st
     Raises:
         CheckpointError: If the file cannot be read or holds no tensor state dict.
     """
-    name = _source_name(source)
-    content = source if isinstance(source, Mapping) else _load_file(Path(source))
-    for key in WRAPPER_KEYS:
-        if isinstance(content, Mapping) and isinstance(content.get(key), Mapping):
-            content = content[key]
-            break
-    if not isinstance(content, Mapping):
-        raise CheckpointError(f"checkpoint {name} holds a {type(content).__name__}, not a state dict")
-    non_tensors = [str(k) for k, v in content.items() if not isinstance(v, Tensor)]
-    if non_tensors:
-        raise CheckpointError(f"checkpoint {name} is not a state dict; non-tensor entries: {non_tensors[:5]}")
+    content = _tensor_state(source)
     state = {(_strip_prefixes(str(k)) if strip_prefixes else str(k)): v for k, v in content.items()}
     if len(state) != len(content):
-        raise CheckpointError(f"checkpoint {name} has keys that collide once prefixes are stripped")
+        raise CheckpointError(f"checkpoint {_source_name(source)} has keys that collide once prefixes are stripped")
     return state
 
 
@@ -349,11 +423,7 @@ def convert_release_file(
     Returns:
         The written path.
     """
-    state = convert_release(source, config)
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(state, path)
-    return path
+    return atomic_save(convert_release(source, config), out)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -396,14 +466,6 @@ def is_official_hrnet(state: Mapping[str, Tensor]) -> bool:
         and head.shape[2:] == (1, 1)
         and all(key.startswith(_HRNET_MODULES) for key in state)
     )
-
-
-def hrnet_as_famipose_state(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """An official-layout HRNet state dict with its keys under ``backbone.`` (a FamiPose state dict);
-    any other state dict is returned unchanged."""
-    if not is_official_hrnet(state):
-        return dict(state)
-    return {f"backbone.{key}": value for key, value in state.items()}
 
 
 def _not_official_reason(state: Mapping[str, Tensor]) -> str:
@@ -505,3 +567,118 @@ def official_hrnet_model(
         )
     model.backbone.load_state_dict(state, strict=False)
     return model.eval(), config
+
+
+# ---------------------------------------------------------------------------------------------
+# Weights of a whole FamiPose network
+# ---------------------------------------------------------------------------------------------
+
+
+def checkpoint_filter_fn(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """A state dict with its keys mapped onto :class:`FamiPose`'s (as timm's ``checkpoint_filter_fn``).
+
+    ``module.`` (DataParallel / DDP) prefixes are dropped, and an official HRNet pose state dict
+    gets its keys put under ``backbone.``; any other key is kept. Released FAMI-Pose weights need
+    more than renaming: :func:`convert_release`.
+
+    Args:
+        state: ``{key: tensor}`` as stored.
+
+    Returns:
+        ``{FamiPose key: tensor}``.
+    """
+    state = {str(key).removeprefix("module."): value for key, value in state.items()}
+    if is_official_hrnet(state):
+        return {f"backbone.{key}": value for key, value in state.items()}
+    return state
+
+
+def read_model_state(source: StateSource) -> dict[str, Tensor]:
+    """The network weights of a training checkpoint, a ``.safetensors`` export or a state dict.
+
+    Unlike :func:`read_state_dict`, keys are kept as they are (``backbone.*`` included), so the
+    result loads into a whole :class:`FamiPose`; foreign layouts are mapped by
+    :func:`checkpoint_filter_fn` (an official HRNet state dict ``pose_hrnet_w32_256x192.pth`` goes
+    under ``backbone.``).
+
+    Args:
+        source: A path or an in-memory checkpoint.
+
+    Returns:
+        ``{parameter name: tensor}``.
+
+    Raises:
+        CheckpointError: The file cannot be read or holds no tensor state dict.
+    """
+    return checkpoint_filter_fn(_tensor_state(source))
+
+
+def load_model(config: ModelConfig, source: StateSource) -> FamiPose:
+    """A network built from ``config`` with the weights of a checkpoint or ``.safetensors`` file.
+
+    Raises:
+        CheckpointError: The file cannot be read or does not fit the configured network.
+    """
+    model = FamiPose(config)
+    state = read_model_state(source)
+    report = compare_state_dict(model, state)
+    if not report.ok:
+        raise CheckpointError(
+            f"checkpoint {_source_name(source)} does not fit the configured model: {report.describe()}"
+        )
+    model.load_state_dict(state, strict=False)
+    return model
+
+
+def load_matching(model: nn.Module, source: StateSource) -> list[str]:
+    """Load the tensors of a checkpoint whose names exist in ``model`` (the shapes must agree).
+
+    Args:
+        model: Target network (modified in place).
+        source: A training checkpoint, ``.safetensors`` export, state-dict file or official HRNet
+            state dict (``pose_hrnet_w48_384x288.pth``, loaded into ``backbone``).
+
+    Returns:
+        The names loaded.
+
+    Raises:
+        CheckpointError: A tensor of the checkpoint has another shape than the model's tensor of
+            the same name (a checkpoint of another backbone), or nothing matches.
+    """
+    expected = model.state_dict()
+    offered = read_model_state(source)
+    misfits = [key for key, value in offered.items() if key in expected and expected[key].shape != value.shape]
+    if misfits:
+        first = misfits[0]
+        raise CheckpointError(
+            f"checkpoint {_source_name(source)}: {len(misfits)} of its tensors have other shapes than the model's "
+            f"({first}: {list(offered[first].shape)} vs {list(expected[first].shape)}); a checkpoint of another "
+            "backbone or head?"
+        )
+    state = {key: value for key, value in offered.items() if key in expected}
+    if not state:
+        raise CheckpointError(
+            f"checkpoint {_source_name(source)} shares no tensor name and shape with {type(model).__name__}"
+        )
+    model.load_state_dict(state, strict=False)
+    return sorted(state)
+
+
+def export_safetensors(checkpoint: StateSource, path: str | os.PathLike[str]) -> Path:
+    """Write the network weights of a checkpoint as a ``.safetensors`` file.
+
+    Args:
+        checkpoint: A training checkpoint (path or dict) or a state dict.
+        path: Output file.
+
+    Returns:
+        The output path.
+
+    Raises:
+        CheckpointError: The checkpoint cannot be read or holds no tensor state dict.
+    """
+    state = {key: value.detach().cpu().contiguous().clone() for key, value in read_model_state(checkpoint).items()}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path))
+    return path
