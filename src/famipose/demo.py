@@ -32,7 +32,7 @@ from famipose.inference.draw import draw_frame
 from famipose.poses import PersonPose
 from famipose.video_writer import VideoWriter
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # package data: the demo runs from a wheel too
 GROUPS = ("Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle", "Total")
 
 
