@@ -86,9 +86,9 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.hooks import RemovableHandle
 
+from famipose.codecs.pose import PoseLogits
 from famipose.config import LossConfig
 from famipose.models.famipose import FamiPoseOutput
-from famipose.models.heads import PoseLogits
 
 Probe = Callable[..., PoseLogits]
 MI_TERMS: tuple[str, ...] = ("task_enhanced", "key_enhanced", "task_support", "support_enhanced", "task_key")

@@ -156,7 +156,9 @@ def predict_persons(
         with torch.autocast(device.type, enabled=amp and device.type == "cuda"):
             output = model(batch.key.to(device), batch.supports.to(device))
         centers, scales = batch.centers.numpy(), batch.scales.numpy()  # (B, 2), (B, 2)
-        keypoints = decode_pose_logits(output.pose, centers, scales, model.config)  # (B, K, 3)
+        keypoints = decode_pose_logits(  # (B, K, 3)
+            output.pose, centers, scales, model.config.input_size, model.config.head.simcc_split_ratio
+        )
         box_scores = batch.box_scores.numpy()  # (B,)
         areas = (batch.scales[:, 0] * batch.scales[:, 1]).numpy()  # (B,)
         for index, name in enumerate(batch.file_names):

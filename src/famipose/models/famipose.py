@@ -29,10 +29,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from famipose.codecs.pose import PoseLogits
 from famipose.config import ModelConfig
 from famipose.models.alignment import CascadedCalibration, GlobalTransformModule, LocalCalibrationModule
 from famipose.models.blocks import basic_block_chain
-from famipose.models.heads import HeatmapHead, PoseLogits, SimCCHead
+from famipose.models.heads import HeatmapHead, SimCCHead
 from famipose.models.hrnet import HRNet
 
 
