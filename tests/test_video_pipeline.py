@@ -95,7 +95,7 @@ def _box_file(path: Path, frames: range, boxes: np.ndarray, extra: list[dict] | 
 @pytest.mark.parametrize(
     "config_name", ["famipose_tiny", "famipose_official_tiny", "famipose_simcc_tiny", "single_frame_tiny"]
 )
-def test_forward_features_reproduces_forward_exactly(config_name: str) -> None:
+def test_forward_from_features_reproduces_forward_exactly(config_name: str) -> None:
     model = _perturbed(ROOT / "configs" / f"{config_name}.yaml")
     width, height = model.config.input_size
     key = torch.randn(2, 3, height, width)
@@ -104,7 +104,7 @@ def test_forward_features_reproduces_forward_exactly(config_name: str) -> None:
         expected = model(key, supports).pose
         features = model.backbone.features(torch.cat([key, supports.flatten(0, 1)]))  # as forward batches them
         z_sup = features[2:].unflatten(0, (2, len(model.config.deltas)))
-        got = model.forward_features(features[:2], z_sup).pose
+        got = model.forward_from_features(features[:2], z_sup).pose
     for name in ("heatmaps", "simcc_x", "simcc_y"):
         if getattr(expected, name) is not None:
             assert torch.equal(getattr(got, name), getattr(expected, name)), name
@@ -226,10 +226,10 @@ def test_fast_mode_crops_each_frame_once_with_its_own_box_and_reframes_supports(
     model = _perturbed(TINY)
     crops: list[int] = []
     windows: list[tuple[torch.Tensor, torch.Tensor]] = []
-    features, forward_features = model.backbone.features, model.forward_features
+    features, forward_from_features = model.backbone.features, model.forward_from_features
     monkeypatch.setattr(model.backbone, "features", lambda x: crops.append(len(x)) or features(x))
     monkeypatch.setattr(
-        model, "forward_features", lambda key, sup: windows.append((key, sup)) or forward_features(key, sup)
+        model, "forward_from_features", lambda key, sup: windows.append((key, sup)) or forward_from_features(key, sup)
     )
     options = EstimatorOptions(mode="fast", chunk_length=4, tracker=TrackerConfig(min_hits=1))
     result = VideoPoseEstimator(model, boxes=tmp_path / "moving.json", options=options, device="cpu").run(clip)
