@@ -258,7 +258,7 @@ def failed_video(kind: str) -> Callable[[Env], tuple[list[object], Path]]:
 
 def diverges_at_step_2(env: Env) -> tuple[list[object], Path]:
     """Item 13: a NaN loss at step 2, before any checkpoint."""
-    real_loss = train_module.compute_loss
+    real_loss = train_module.compute_loss_unchecked
     calls: list[int] = []
 
     def poisoned(output, targets, config, probe):  # type: ignore[no-untyped-def]
@@ -267,7 +267,7 @@ def diverges_at_step_2(env: Env) -> tuple[list[object], Path]:
             output.pose.heatmaps = output.pose.heatmaps * float("nan")
         return real_loss(output, targets, config, probe)
 
-    env.monkeypatch.setattr(train_module, "compute_loss", poisoned)
+    env.monkeypatch.setattr(train_module, "compute_loss_unchecked", poisoned)
     return config_override(SINGLE)(env)
 
 

@@ -7,18 +7,24 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+from torch.overrides import TorchFunctionMode
 from typer.testing import CliRunner
 
 from famipose.cli import app
 from famipose.config import Config, load_config
 from famipose.engine import train as train_module
+from famipose.engine.builders import build_train_loader
 from famipose.engine.checkpointing import load_checkpoint, progress_from_dict
-from famipose.engine.logging import read_metrics
-from famipose.engine.train import TrainingDivergedError, train, write_config
+from famipose.engine.distributed import init_distributed
+from famipose.engine.logging import TrainProgress, read_metrics
+from famipose.engine.train import Trainer, TrainingDivergedError, train, write_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
@@ -112,7 +118,7 @@ def test_non_finite_loss_stops_training_and_keeps_the_last_checkpoint(
     synthtrack_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = []
-    real_loss = train_module.compute_loss
+    real_loss = train_module.compute_loss_unchecked
 
     def poisoned_loss(output, targets, config, probe):  # type: ignore[no-untyped-def]
         calls.append(1)
@@ -120,7 +126,7 @@ def test_non_finite_loss_stops_training_and_keeps_the_last_checkpoint(
             output.pose.heatmaps = output.pose.heatmaps * float("nan")
         return real_loss(output, targets, config, probe)
 
-    monkeypatch.setattr(train_module, "compute_loss", poisoned_loss)
+    monkeypatch.setattr(train_module, "compute_loss_unchecked", poisoned_loss)
     config = synth_config(synthtrack_root, "train.epochs=1", "train.max_steps_per_epoch=5")
     with pytest.raises(TrainingDivergedError, match=r"epoch 1, step 3/5 \(global step 3\).*non-finite.*pose") as error:
         train(config, tmp_path, checkpoint_every=1)
@@ -198,3 +204,79 @@ def test_seed_sweep_refuses_bad_seed_lists(tmp_path: Path) -> None:
         result = CliRunner().invoke(app, ["train", config, "--seeds", seeds, "--out", str(tmp_path / "s")])
         assert result.exit_code == 1 and problem in result.output, result.output
         assert not (tmp_path / "s").exists()
+
+
+HOST_READS = (
+    torch.Tensor.item, torch.Tensor.__bool__, torch.Tensor.__float__, torch.Tensor.__int__,
+    torch.Tensor.tolist, torch.Tensor.cpu, torch.Tensor.numpy,
+)  # fmt: skip
+
+
+class HostReads(TorchFunctionMode):
+    """Records every read of a tensor's value on the host: a device sync where the tensor is on an
+    accelerator. Counted on the CPU, where the same calls run.
+
+    Args:
+        exempt: Tensors that live on the host on every device (Adam's step counts), not counted.
+    """
+
+    def __init__(self, exempt: Sequence[torch.Tensor] = ()) -> None:
+        super().__init__()
+        self.exempt = {id(tensor) for tensor in exempt}
+        self.calls: list[str] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        if func in HOST_READS and id(args[0]) not in self.exempt:
+            self.calls.append(func.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+def test_host_read_counter_sees_every_kind_of_read() -> None:
+    value, exempt = torch.ones(()), torch.ones(())
+    with HostReads(exempt=[exempt]) as reads:
+        value.item(), float(value), bool(value), int(value), value.tolist(), value.cpu(), value.numpy()
+        exempt.item()
+    assert reads.calls == ["item", "__float__", "__bool__", "__int__", "tolist", "cpu", "numpy"]
+
+
+def synth_trainer(root: Path, out: Path, name: str, *overrides: str) -> tuple[Trainer, Any]:
+    """A trainer on the test set (nothing logged for 100 steps) and its first epoch's batches."""
+    base = [f"data.root={root}", "data.num_workers=0", "train.device=cpu", "train.batch_size=2"]
+    config = load_config(CONFIGS / f"{name}.yaml", [*base, "train.init_from=null", "train.log_every=100", *overrides])
+    trainer = Trainer(config, out, init_distributed("cpu"), None, None)
+    trainer.model.train()
+    return trainer, iter(build_train_loader(trainer.dataset, config.train, config.data.num_workers, 0, 0, 0, 1))
+
+
+def next_step(trainer: Trainer) -> None:
+    """Advance the trainer's counters by one step, as ``train_epoch`` does."""
+    p = trainer.progress
+    trainer.progress = replace(p, step_in_epoch=p.step_in_epoch + 1, global_step=p.global_step + 1)
+
+
+@pytest.mark.parametrize(
+    "name", ["synthtrack_single_frame_tiny", "synthtrack_famipose_tiny", "synthtrack_famipose_official_tiny"]
+)
+def test_a_step_that_logs_nothing_syncs_the_device_once(synthtrack_root: Path, tmp_path: Path, name: str) -> None:
+    trainer, batches = synth_trainer(synthtrack_root, tmp_path, name)
+    trainer.step(next(batches))  # creates the optimiser state
+    next_step(trainer)
+    steps = [state["step"] for state in trainer.optimizer.state.values()]  # host scalars, also on CUDA
+    batch = next(batches)
+    assert not trainer.is_log_step(trainer.progress.global_step + 1, trainer.progress.step_in_epoch + 1)
+    with TrainProgress(trainer.steps_per_epoch, 1, enabled=False) as display, HostReads(exempt=steps) as reads:
+        loss = trainer.step(batch)
+        next_step(trainer)
+        trainer.log_step(loss, display)
+    assert reads.calls == ["__bool__"]  # the joint finiteness check of the loss and the gradient
+
+
+def test_non_finite_gradient_of_a_finite_loss_stops_before_the_update(synthtrack_root: Path, tmp_path: Path) -> None:
+    trainer, batches = synth_trainer(synthtrack_root, tmp_path, "synthtrack_single_frame_tiny", "train.amp=false")
+    weight = trainer.network.backbone.final_layer.weight
+    before = weight.detach().clone()
+    weight.register_hook(lambda grad: grad * float("inf"))
+    message = r"step 1/\d+ .*: non-finite gradient norm (inf|nan) \(loss parts: \{'pose'"
+    with pytest.raises(TrainingDivergedError, match=message):
+        trainer.step(next(batches))
+    assert torch.equal(weight, before)

@@ -1,11 +1,13 @@
 """FamiPose network contract on the tiny CPU configs."""
 
+import copy
 from pathlib import Path
 
 import pytest
 import torch
 
 from famipose.config import load_config
+from famipose.models.aligners import PaperAligner, ReleasedAligner, aligner_for
 from famipose.models.famipose import FamiPose, FamiPoseOutput
 from famipose.models.heads import SimCCHead
 
@@ -114,3 +116,74 @@ def test_simcc_head_starts_with_mmposes_init():
     for layer, std in ((head.joint_maps, 0.001), (head.to_x, 0.01), (head.to_y, 0.01)):
         assert layer.weight.std().item() == pytest.approx(std, rel=0.03)  # PyTorch's default: U(±1/√fan_in)
         assert torch.count_nonzero(layer.bias) == 0
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_every_output_field_has_one_shape_in_every_variant(name):
+    cfg = load_config(CONFIGS / f"{name}.yaml").model
+    out = FamiPose(cfg).eval()(*_inputs())
+    b, s, c, h, w = 2, 4, 16, 32, 24
+    shapes = {
+        "key_feature": (b, c, h, w),
+        "enhanced_feature": (b, c, h, w),
+        "backbone_heatmaps": (b, 17, h, w),
+        "support_features": (b, s, c, h, w),
+        "coarse_supports": (b, s, c, h, w),
+        "aligned_supports": (b, s, c, h, w),
+        "merged_supports": (b, c, h, w),
+        "support_aggregate": (b, c, h, w),
+        "warps": (b, s, 2, 3),
+    }
+    absent = {
+        "single_frame": set(shapes) - {"key_feature", "enhanced_feature", "backbone_heatmaps"},
+        "famipose": set(),
+        "famipose_official": {"aligned_supports"},  # it calibrates the merged supports, not each one
+    }[cfg.variant]
+    assert {f: getattr(out, f) is None for f in shapes} == {f: f in absent for f in shapes}
+    assert {f: tuple(getattr(out, f).shape) for f in shapes if f not in absent} == {
+        f: shape for f, shape in shapes.items() if f not in absent
+    }
+    if cfg.variant == "famipose":
+        assert out.support_aggregate is out.merged_supports
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_forward_is_features_then_alignment_then_head(name):
+    model = FamiPose(load_config(CONFIGS / f"{name}.yaml").model).eval()
+    key, supports = _inputs()
+    with torch.no_grad():
+        z_key, z_sup = model.forward_features(key, supports)
+        assert z_key.shape == (2, 16, 32, 24)
+        assert z_sup is None if model.aligner is None else z_sup.shape == (2, 4, 16, 32, 24)
+        staged = model.forward_from_features(z_key, z_sup)
+        direct = model(key, supports)
+        head = model.forward_head(staged.enhanced_feature)
+    expected = direct.pose.flat_distributions()
+    for logits in (staged.pose, head):
+        assert all(torch.equal(a, b) for a, b in zip(logits.flat_distributions(), expected, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("name", "children"),
+    [
+        ("single_frame_tiny", ["backbone"]),
+        ("famipose_tiny", ["backbone", "head", "gtm", "merge_supports", "fuse", "lcm", "fuse_residual"]),
+        ("famipose_official_tiny", ["backbone", "head", "gtm", "merge_supports", "fuse", "calibration"]),
+    ],
+)
+def test_aligner_layers_keep_the_checkpoint_key_layout(name, children):
+    """The aligner's layers sit at the top of the state dict (checkpoints, the release converter)."""
+    model = FamiPose(load_config(CONFIGS / f"{name}.yaml").model)
+    assert list(dict.fromkeys(key.split(".")[0] for key in model.state_dict())) == children
+    for network in (model, copy.deepcopy(model)):  # the ONNX export works on a deep copy
+        if network.aligner is not None:
+            assert all(getattr(network, n) is getattr(network.aligner, n) for n in children[2:])
+            assert not any(key.startswith("aligner.") for key, _ in network.named_modules())
+    expected = {"single_frame": type(None), "famipose": PaperAligner, "famipose_official": ReleasedAligner}
+    assert isinstance(model.aligner, expected[model.config.variant])
+
+
+def test_aligner_for_names_the_valid_variants():
+    assert aligner_for("single_frame") is None
+    with pytest.raises(ValueError, match="famipose_official"):
+        aligner_for("famipose_v2")

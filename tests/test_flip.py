@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from famipose.codecs.heatmap import encode_heatmaps
+from famipose.codecs.pose import PoseLogits
 from famipose.codecs.simcc import decode_simcc, encode_simcc
 from famipose.codecs.transforms import flip_keypoints, flip_simcc_back
 from famipose.config import load_config
 from famipose.data.keypoints import flip_permutation
 from famipose.models.famipose import FamiPose
 from famipose.models.flip import flip_test, unflip_logits
-from famipose.models.heads import PoseLogits
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 INPUT, HEATMAP = (48, 64), (12, 16)  # (w, h)

@@ -96,7 +96,7 @@ def _box_file(path: Path, frames: range, boxes: np.ndarray, extra: list[dict] | 
 @pytest.mark.parametrize(
     "config_name", ["famipose_tiny", "famipose_official_tiny", "famipose_simcc_tiny", "single_frame_tiny"]
 )
-def test_forward_features_reproduces_forward_exactly(config_name: str) -> None:
+def test_forward_from_features_reproduces_forward_exactly(config_name: str) -> None:
     model = _perturbed(ROOT / "configs" / f"{config_name}.yaml")
     width, height = model.config.input_size
     key = torch.randn(2, 3, height, width)
@@ -105,7 +105,7 @@ def test_forward_features_reproduces_forward_exactly(config_name: str) -> None:
         expected = model(key, supports).pose
         features = model.backbone.features(torch.cat([key, supports.flatten(0, 1)]))  # as forward batches them
         z_sup = features[2:].unflatten(0, (2, len(model.config.deltas)))
-        got = model.forward_features(features[:2], z_sup).pose
+        got = model.forward_from_features(features[:2], z_sup).pose
     for name in ("heatmaps", "simcc_x", "simcc_y"):
         if getattr(expected, name) is not None:
             assert torch.equal(getattr(got, name), getattr(expected, name)), name
@@ -227,10 +227,10 @@ def test_fast_mode_crops_each_frame_once_with_its_own_box_and_reframes_supports(
     model = _perturbed(TINY)
     crops: list[int] = []
     windows: list[tuple[torch.Tensor, torch.Tensor]] = []
-    features, forward_features = model.backbone.features, model.forward_features
+    features, forward_from_features = model.backbone.features, model.forward_from_features
     monkeypatch.setattr(model.backbone, "features", lambda x: crops.append(len(x)) or features(x))
     monkeypatch.setattr(
-        model, "forward_features", lambda key, sup: windows.append((key, sup)) or forward_features(key, sup)
+        model, "forward_from_features", lambda key, sup: windows.append((key, sup)) or forward_from_features(key, sup)
     )
     options = EstimatorOptions(mode="fast", chunk_length=4, tracker=TrackerConfig(min_hits=1))
     result = VideoPoseEstimator(model, boxes=tmp_path / "moving.json", options=options, device="cpu").run(clip)
@@ -257,14 +257,28 @@ def test_fast_mode_crops_each_frame_once_with_its_own_box_and_reframes_supports(
 # ---------------------------------------------------------------------------------------------
 
 
-def test_exact_mode_on_frames_and_gt_boxes_reproduces_famipose_test(synthtrack_root: Path, tmp_path: Path) -> None:
-    # Same frames (the JPEG folder), same GT boxes: the video pipeline and the test engine must write the
-    # same persons, poses and per-frame order (duplicates removed by OKS NMS, best first).
-    config = load_config(TINY, [f"data.root={synthtrack_root}", "train.batch_size=4", "train.device=cpu"])
+@pytest.mark.parametrize(("flip", "dark"), [(False, False), (True, False), (True, True)])
+def test_exact_mode_on_frames_and_gt_boxes_reproduces_famipose_test(
+    synthtrack_root: Path, tmp_path: Path, flip: bool, dark: bool
+) -> None:
+    # Same frames (the JPEG folder), same GT boxes, same test-time options (flip test, DARK): the video
+    # pipeline and the test engine must write the same persons, poses and per-frame order (duplicates
+    # removed by OKS NMS, best first).
+    overrides = [f"data.root={synthtrack_root}", "train.batch_size=4", "train.device=cpu"]
+    config = load_config(TINY, [*overrides, f"predict.flip={flip}", f"predict.dark={dark}"])
     model = _perturbed(TINY)
     evaluate_model(config, model, boxes="gt", out_dir=tmp_path / "engine")
+    if flip:  # the option changes the answer: not the plain predictions under another name
+        evaluate_model(load_config(TINY, overrides), model, boxes="gt", out_dir=tmp_path / "plain")
+        name = next((synthtrack_root / "annotations" / "val").glob("*.json")).name
+        plain, flipped = (read_predictions(tmp_path / run / "predictions" / name) for run in ("plain", "engine"))
+        moved = [np.abs(a.keypoints - b.keypoints).max() for f, g in zip(plain, flipped, strict=True)
+                 for a, b in zip(f.persons, g.persons, strict=True)]  # fmt: skip
+        assert max(moved) > 0.5
     for annotation in sorted((synthtrack_root / "annotations" / "val").glob("*.json")):
-        options = EstimatorOptions(mode="exact", tracker=TrackerConfig(min_hits=1))
+        options = EstimatorOptions(
+            mode="exact", tracker=TrackerConfig(min_hits=1), flip=flip, dark=dark, dark_sigma=config.data.sigma
+        )
         estimator = VideoPoseEstimator(model, boxes=annotation, gt_json=annotation, options=options, device="cpu")
         result = estimator.run(synthtrack_root / "images" / "val" / annotation.stem)
         write_posetrack_json(result, tmp_path / "video" / annotation.name)
@@ -275,6 +289,11 @@ def test_exact_mode_on_frames_and_gt_boxes_reproduces_famipose_test(synthtrack_r
             assert len(engine_frame.persons) == len(video_frame.persons)
             for a, b in zip(engine_frame.persons, video_frame.persons, strict=True):
                 np.testing.assert_allclose(a.keypoints, b.keypoints, atol=1e-3)
+
+
+def test_the_flip_test_is_refused_in_fast_mode() -> None:
+    with pytest.raises(ValueError, match="flip test runs in --mode exact only"):
+        EstimatorOptions(mode="fast", flip=True)
 
 
 def test_cli_on_a_synthtrack_clip_writes_json_the_evaluator_scores(synthtrack_root: Path, tmp_path: Path) -> None:

@@ -143,6 +143,8 @@ def video(
     input_size: Annotated[
         str | None, typer.Option("--input-size", help="Official HRNet file without size in its name: HxW (256x192).")
     ] = None,
+    flip: Annotated[bool, typer.Option("--flip", help="Flip test (--mode exact): mirrored crops, averaged.")] = False,
+    dark: Annotated[bool, typer.Option("--dark", help="DARK heatmap decoding (sigma: data.sigma).")] = False,
 ) -> None:
     """Estimate and track poses in a video; write PoseTrack18 and COCO JSON and an overlay video.
 
@@ -166,7 +168,7 @@ def video(
         ensure_writable(json_out, coco_out, out)
         options = EstimatorOptions(
             mode=mode, batch_size=batch, score_threshold=score_threshold, chunk_length=chunk,
-            tracker=TrackerConfig(min_hits=min_hits, max_misses=max_misses),
+            tracker=TrackerConfig(min_hits=min_hits, max_misses=max_misses), flip=flip, dark=dark,
         )  # fmt: skip
         estimator = VideoPoseEstimator.from_checkpoint(
             checkpoint, config, overrides or [], options, parse_size(input_size) if input_size else None,

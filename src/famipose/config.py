@@ -18,8 +18,6 @@ from typing import Any, TypeVar
 
 import yaml
 
-from famipose.data.augment import AugmentConfig
-
 
 class ConfigError(ValueError):
     """A configuration file or override is invalid."""
@@ -219,6 +217,49 @@ class LossConfig:
     mi_feature_axis: str = "channel"
     mi_stop_at_backbone: bool = True
     mi_terms: MIWeights = field(default_factory=MIWeights)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Training augmentation settings (HRNet / DCPose defaults).
+
+    Attributes:
+        scale_factor: scale multiplier is ``clip(1 + scale_factor * N(0, 1), 1 ± scale_factor)``.
+        rotation_factor: angle is ``clip(rotation_factor * N(0, 1), ±2 rotation_factor)`` degrees.
+        rotation_prob: probability of rotating at all.
+        flip_prob: probability of a horizontal flip (with left/right joint swap).
+        half_body_prob: probability of cropping the upper or lower body only.
+        half_body_min_joints: half-body needs more than this many visible joints.
+        half_body_padding: enlargement of the half-body joints' box.
+        support_shift: each support crop is shifted by ``U(-s, s)`` times the crop size per axis,
+            independently per support (0 disables it); simulates misaligned boxes.
+    """
+
+    scale_factor: float = 0.35
+    rotation_factor: float = 45.0
+    rotation_prob: float = 0.6
+    flip_prob: float = 0.5
+    half_body_prob: float = 0.3
+    half_body_min_joints: int = 8
+    half_body_padding: float = 1.5
+    support_shift: float = 0.0
+
+    def __post_init__(self) -> None:
+        """Validate ranges.
+
+        Raises:
+            ValueError: a probability outside [0, 1], a negative factor, or ``scale_factor >= 1``.
+        """
+        for name in ("rotation_prob", "flip_prob", "half_body_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if not 0.0 <= self.scale_factor < 1.0:
+            raise ValueError(f"scale_factor must be in [0, 1), got {self.scale_factor}")
+        for name in ("rotation_factor", "support_shift", "half_body_min_joints"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.half_body_padding <= 0:
+            raise ValueError(f"half_body_padding must be > 0, got {self.half_body_padding}")
 
 
 @dataclass(frozen=True)

@@ -86,9 +86,9 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.hooks import RemovableHandle
 
+from famipose.codecs.pose import PoseLogits
 from famipose.config import LossConfig
 from famipose.models.famipose import FamiPoseOutput
-from famipose.models.heads import PoseLogits
 
 Probe = Callable[..., PoseLogits]
 MI_TERMS: tuple[str, ...] = ("task_enhanced", "key_enhanced", "task_support", "support_enhanced", "task_key")
@@ -318,7 +318,10 @@ def mi_objective(estimates: dict[str, Tensor], config: LossConfig) -> Tensor:
 
 
 def compute_loss(output: FamiPoseOutput, targets: PoseTargets, config: LossConfig, probe: Probe) -> LossBreakdown:
-    """Pose loss plus (for models with supports) the weighted MI objective.
+    """Pose loss plus (for models with supports) the weighted MI objective, checked to be finite.
+
+    The check reads the total on the host: one device sync. The training step calls
+    :func:`compute_loss_unchecked` instead and checks the loss together with the gradient.
 
     Args:
         output: Model output.
@@ -334,6 +337,16 @@ def compute_loss(output: FamiPoseOutput, targets: PoseTargets, config: LossConfi
     Raises:
         FloatingPointError: The total is not finite.
     """
+    loss = compute_loss_unchecked(output, targets, config, probe)
+    if not torch.isfinite(loss.total):
+        raise FloatingPointError(non_finite_loss_message(loss))
+    return loss
+
+
+def compute_loss_unchecked(
+    output: FamiPoseOutput, targets: PoseTargets, config: LossConfig, probe: Probe
+) -> LossBreakdown:
+    """:func:`compute_loss` without the finiteness check: no device sync; the caller checks ``total``."""
     pose = config.pose_weight * pose_loss(output.pose, targets, config)
     parts = {"pose": pose.detach()}
     mi = None
@@ -348,10 +361,13 @@ def compute_loss(output: FamiPoseOutput, targets: PoseTargets, config: LossConfi
         parts["mi"] = mi.detach()
         parts.update({f"mi/{name}": value.detach() for name, value in values.items()})
     total = pose if mi is None else pose + mi
-    if not torch.isfinite(total):
-        described = {name: round(float(value), 6) for name, value in parts.items()}
-        raise FloatingPointError(f"non-finite loss {total.item()} (parts: {described})")
     return LossBreakdown(total=total, pose=pose, mi=mi, parts=parts)
+
+
+def non_finite_loss_message(loss: LossBreakdown) -> str:
+    """``non-finite loss nan (parts: {...})``: the total and its parts, read on the host."""
+    described = {name: round(float(value), 6) for name, value in loss.parts.items()}
+    return f"non-finite loss {loss.total.item()} (parts: {described})"
 
 
 # -- gradient routing and balance ------------------------------------------------------------

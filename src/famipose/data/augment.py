@@ -11,7 +11,8 @@ Augmentation happens in two pure steps:
    (image pixels → input pixels, flip included); :func:`famipose.codecs.transforms.warp_affine` and
    :func:`transform_keypoints` apply them to images and keypoints.
 
-Defaults follow HRNet / DCPose training on PoseTrack: ``SCALE_FACTOR 0.35`` (scale multiplier
+The settings are :class:`famipose.config.AugmentConfig`, whose defaults follow HRNet / DCPose
+training on PoseTrack: ``SCALE_FACTOR 0.35`` (scale multiplier
 ``clip(1 + 0.35 N(0, 1), 0.65, 1.35)``), ``ROT_FACTOR 45`` (angle ``clip(45 N(0, 1), -90, 90)``
 with probability 0.6), ``FLIP`` with probability 0.5, ``PROB_HALF_BODY 0.3`` for persons with more
 than ``NUM_JOINTS_HALF_BODY 8`` visible joints, half-body boxes enlarged 1.5 times.
@@ -29,52 +30,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from famipose.codecs.transforms import Size, box_to_center_scale, get_affine_matrix, transform_points
+from famipose.config import AugmentConfig
 from famipose.data.keypoints import UPPER_BODY_JOINTS, flip_permutation
 
 MIN_HALF_BODY_JOINTS = 2  # a half-body box needs at least two joints of the chosen half
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """Training augmentation settings (HRNet / DCPose defaults).
-
-    Attributes:
-        scale_factor: scale multiplier is ``clip(1 + scale_factor * N(0, 1), 1 ± scale_factor)``.
-        rotation_factor: angle is ``clip(rotation_factor * N(0, 1), ±2 rotation_factor)`` degrees.
-        rotation_prob: probability of rotating at all.
-        flip_prob: probability of a horizontal flip (with left/right joint swap).
-        half_body_prob: probability of cropping the upper or lower body only.
-        half_body_min_joints: half-body needs more than this many visible joints.
-        half_body_padding: enlargement of the half-body joints' box.
-        support_shift: each support crop is shifted by ``U(-s, s)`` times the crop size per axis,
-            independently per support (0 disables it); simulates misaligned boxes.
-    """
-
-    scale_factor: float = 0.35
-    rotation_factor: float = 45.0
-    rotation_prob: float = 0.6
-    flip_prob: float = 0.5
-    half_body_prob: float = 0.3
-    half_body_min_joints: int = 8
-    half_body_padding: float = 1.5
-    support_shift: float = 0.0
-
-    def __post_init__(self) -> None:
-        """Validate ranges.
-
-        Raises:
-            ValueError: a probability outside [0, 1], a negative factor, or ``scale_factor >= 1``.
-        """
-        for name in ("rotation_prob", "flip_prob", "half_body_prob"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        if not 0.0 <= self.scale_factor < 1.0:
-            raise ValueError(f"scale_factor must be in [0, 1), got {self.scale_factor}")
-        for name in ("rotation_factor", "support_shift", "half_body_min_joints"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.half_body_padding <= 0:
-            raise ValueError(f"half_body_padding must be > 0, got {self.half_body_padding}")
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,8 @@ from torch.utils.data import Dataset
 from famipose.codecs.heatmap import encode_heatmaps
 from famipose.codecs.simcc import SimCCMode, encode_simcc
 from famipose.codecs.transforms import box_to_center_scale, warp_affine
+from famipose.config import AugmentConfig
 from famipose.data.augment import (
-    AugmentConfig,
     AugmentParams,
     apply_augmentation,
     sample_augmentation,

@@ -94,11 +94,15 @@ def all_reduce_mean(value: Tensor, context: DistributedContext) -> Tensor:
     return reduced / context.world_size
 
 
-def any_process(flag: bool, context: DistributedContext) -> bool:
-    """Whether ``flag`` is true on at least one process."""
+def any_process(flag: bool | Tensor, context: DistributedContext) -> bool:
+    """Whether ``flag`` is true on at least one process.
+
+    A tensor flag (0-d, on ``context.device``) is reduced where it lies and read on the host once:
+    one device sync, with or without DDP.
+    """
     if not context.is_distributed:
-        return flag
-    value = torch.tensor([float(flag)], device=context.device)
+        return bool(flag)
+    value = flag.reshape(1).float() if isinstance(flag, Tensor) else torch.tensor([float(flag)], device=context.device)
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item())
 

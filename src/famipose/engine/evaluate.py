@@ -30,10 +30,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-from famipose.codecs.pose import decode_pose_logits
-from famipose.config import Config, DataConfig, ModelConfig
+from famipose.codecs.pose import PoseLogits, decode_pose_logits
+from famipose.config import Config, DataConfig, ModelConfig, PredictConfig
 from famipose.data.dataset import PoseWindowDataset, collate_windows
 from famipose.data.detections import load_detections
+from famipose.data.keypoints import flip_permutation
 from famipose.data.posetrack import load_posetrack
 from famipose.data.windows import BoxSource, GroundTruthBoxes, build_windows
 from famipose.engine.builders import data_path, dataset_options, window_deltas
@@ -52,6 +53,7 @@ from famipose.files import write_text_atomic
 from famipose.geometry import oks_nms
 from famipose.models.checkpoint import load_model
 from famipose.models.famipose import FamiPose
+from famipose.models.flip import flip_test
 from famipose.poses import PersonPose
 
 logger = logging.getLogger(__name__)
@@ -120,7 +122,12 @@ def build_eval_data(
 
 @torch.no_grad()
 def predict_persons(
-    model: FamiPose, loader: DataLoader, device: torch.device, amp: bool = False
+    model: FamiPose,
+    loader: DataLoader,
+    device: torch.device,
+    amp: bool = False,
+    flip: bool = False,
+    dark_sigma: float | None = None,
 ) -> list[tuple[str, PersonPose]]:
     """Run the network over a loader of evaluation windows.
 
@@ -129,18 +136,31 @@ def predict_persons(
         loader: Batches of :class:`WindowBatch`.
         device: Where to compute.
         amp: Use CUDA autocast.
+        flip: Flip test (:func:`famipose.models.flip.flip_test`; ``predict.flip``).
+        dark_sigma: DARK decoding with this target sigma (``predict.dark``), or ``None``.
 
     Returns:
         One ``(key-frame file name, untracked person)`` per window, in loader order; each person
         has its crop area (the OKS scale) and no box.
     """
     model.eval()
+    split_ratio = model.config.head.simcc_split_ratio
+
+    def head_output(key: torch.Tensor, supports: torch.Tensor | None) -> PoseLogits:
+        return model(key, supports).pose
+
     persons = []
     for batch in loader:
+        key, supports = batch.key.to(device), batch.supports.to(device)  # (B, 3, H, W), (B, S, 3, H, W)
         with torch.autocast(device.type, enabled=amp and device.type == "cuda"):
-            output = model(batch.key.to(device), batch.supports.to(device))
+            if flip:
+                logits = flip_test(head_output, key, supports, flip_permutation(), split_ratio)
+            else:
+                logits = head_output(key, supports)
         centers, scales = batch.centers.numpy(), batch.scales.numpy()  # (B, 2), (B, 2)
-        keypoints = decode_pose_logits(output.pose, centers, scales, model.config)  # (B, K, 3)
+        keypoints = decode_pose_logits(  # (B, K, 3)
+            logits, centers, scales, model.config.input_size, split_ratio, dark_sigma
+        )
         box_scores = batch.box_scores.numpy()  # (B,)
         areas = (batch.scales[:, 0] * batch.scales[:, 1]).numpy()  # (B,)
         for index, name in enumerate(batch.file_names):
@@ -201,6 +221,7 @@ def run_evaluation(
     batch_size: int,
     num_workers: int,
     amp: bool,
+    predict: PredictConfig,
 ) -> EvalResult | None:
     """Predict (sharded over processes), write prediction files and score them on rank 0.
 
@@ -214,6 +235,7 @@ def run_evaluation(
         batch_size: Global batch size (``train.batch_size``), shared out over the processes.
         num_workers: Loader workers per process (``data.num_workers``).
         amp: Predict under CUDA autocast (``train.amp``; ignored on the CPU).
+        predict: Flip test and DARK decoding (DARK with the targets' ``data.sigma``).
 
     Returns:
         The result on every process (``None`` when there is no box to evaluate).
@@ -226,7 +248,8 @@ def run_evaluation(
         num_workers=num_workers,
         collate_fn=collate_windows,
     )
-    predicted = predict_persons(network, loader, context.device, amp)  # type: ignore[arg-type]
+    dark_sigma = data.dataset.options.sigma if predict.dark else None
+    predicted = predict_persons(network, loader, context.device, amp, predict.flip, dark_sigma)  # type: ignore[arg-type]
     gathered = gather_to_main(list(zip(shard.indices, predicted, strict=True)), context)
     persons = [person for _, person in sorted(gathered, key=lambda item: item[0])]  # data-set order
     result = None
@@ -280,6 +303,7 @@ def evaluate_model(
             result = run_evaluation(
                 model.to(context.device), data, folder, context, origin,
                 batch_size=config.train.batch_size, num_workers=config.data.num_workers, amp=config.train.amp,
+                predict=config.predict,
             )  # fmt: skip
     finally:
         if owns_group:

@@ -22,7 +22,9 @@ seed after another (``famipose train --seeds``).
 
 Failure. A non-finite loss (or, without mixed precision, a non-finite gradient) raises
 :class:`TrainingDivergedError` before the optimiser step, naming the epoch, step and loss parts; no
-checkpoint is written after a bad step, so ``last.pth`` holds the last good state.
+checkpoint is written after a bad step, so ``last.pth`` holds the last good state. The loss and the
+gradient norm are checked together after the backward pass, the one device sync of a step that
+logs nothing (a logged step also reads the logged values).
 
 Mixed precision (``train.amp``) uses ``torch.autocast`` with float16 and a ``GradScaler`` on CUDA
 and is off on the CPU.
@@ -77,7 +79,14 @@ from famipose.engine.logging import MetricsLog, TrainProgress, read_metrics
 from famipose.engine.plots import plot_train_curves
 from famipose.evaluation import EvalResult
 from famipose.files import remove_stale_temporaries
-from famipose.losses import LossBreakdown, PoseTargets, compute_loss, gradient_ratio, stop_gradient_at
+from famipose.losses import (
+    LossBreakdown,
+    PoseTargets,
+    compute_loss_unchecked,
+    gradient_ratio,
+    non_finite_loss_message,
+    stop_gradient_at,
+)
 from famipose.models.checkpoint import CheckpointError, atomic_save
 from famipose.models.famipose import FamiPoseOutput
 
@@ -226,15 +235,12 @@ class Trainer:
 
     # -- steps ---------------------------------------------------------------------------------
 
-    def forward_loss(self, batch: WindowBatch) -> tuple[FamiPoseOutput, LossBreakdown | None, str | None]:
-        """Output and loss of one batch, or the reason the loss is not finite."""
+    def forward_loss(self, batch: WindowBatch) -> tuple[FamiPoseOutput, LossBreakdown]:
+        """Output and loss of one batch; :meth:`step` checks that the loss is finite."""
         supports = batch.supports if self.config.model.num_supports else None
         with torch.autocast(self.context.device.type, enabled=self.amp):
             output = self.model(batch.key, supports)
-            try:
-                return output, compute_loss(output, batch_targets(batch), self.config.loss, self.network.probe), None
-            except FloatingPointError as error:
-                return output, None, str(error)
+            return output, compute_loss_unchecked(output, batch_targets(batch), self.config.loss, self.network.probe)
 
     def diverged(self, reason: str) -> TrainingDivergedError:
         """The error that stops training at the current step."""
@@ -260,28 +266,41 @@ class Trainer:
                 parts as ``mi/grad_ratio``.
 
         Raises:
-            TrainingDivergedError: The loss (on any process) or the gradient is not finite.
+            TrainingDivergedError: The loss or (without mixed precision, where the ``GradScaler``
+                skips such steps) the gradient is not finite, on any process.
         """
-        output, loss, failure = self.forward_loss(batch.to(self.context.device))
-        if any_process(failure is not None, self.context):
-            raise self.diverged(failure or "non-finite loss on another process")
-        assert loss is not None
+        output, loss = self.forward_loss(batch.to(self.context.device))
         self.optimizer.zero_grad(set_to_none=True)
+        grad_ratio = None
         if loss.mi is not None:
             scaled_mi, scaled_pose = self.scaler.scale(loss.mi), self.scaler.scale(loss.pose)
             if measure_balance:
-                loss.parts["mi/grad_ratio"] = gradient_ratio(scaled_mi, scaled_pose, self.head_parameters).detach()
+                grad_ratio = gradient_ratio(scaled_mi, scaled_pose, self.head_parameters).detach()
             if self.config.loss.mi_stop_at_backbone:
                 stop_gradient_at(scaled_mi, [output.key_feature, output.support_features])
         self.scaler.scale(loss.total).backward()
         self.scaler.unscale_(self.optimizer)
         norm = torch.nn.utils.clip_grad_norm_(self.parameters, self.config.train.grad_clip or math.inf)
-        if not self.amp and any_process(not bool(torch.isfinite(norm)), self.context):
-            parts = {name: round(float(value), 6) for name, value in loss.parts.items()}
-            raise self.diverged(f"non-finite gradient norm {norm.item()} (loss parts: {parts})")
+        # The step's one device sync: loss and gradient are checked together, after the backward
+        # pass (a wasted one on a bad step) and before the optimiser step, so a non-finite update
+        # never reaches the weights, nor therefore a checkpoint.
+        finite = torch.isfinite(loss.total) if self.amp else torch.isfinite(loss.total) & torch.isfinite(norm)
+        if any_process(~finite, self.context):
+            raise self.diverged(self.divergence(loss, norm))
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if grad_ratio is not None:
+            loss.parts["mi/grad_ratio"] = grad_ratio
         return loss
+
+    def divergence(self, loss: LossBreakdown, norm: torch.Tensor) -> str:
+        """What is not finite, once :meth:`step` found something that is not (these reads sync)."""
+        if not torch.isfinite(loss.total):
+            return non_finite_loss_message(loss)
+        if not self.amp and not torch.isfinite(norm):
+            parts = {name: round(float(value), 6) for name, value in loss.parts.items()}
+            return f"non-finite gradient norm {norm.item()} (loss parts: {parts})"
+        return "non-finite loss or gradient on another process"
 
     def log_step(self, loss: LossBreakdown, display: TrainProgress) -> None:
         """Metrics line (loss and parts averaged over processes) every ``log_every`` steps."""
@@ -334,7 +353,7 @@ class Trainer:
             train, data = self.config.train, self.config.data
             result = run_evaluation(
                 self.model, self.eval_data, self.out_dir, self.context, origin,
-                batch_size=train.batch_size, num_workers=data.num_workers, amp=train.amp,
+                batch_size=train.batch_size, num_workers=data.num_workers, amp=train.amp, predict=self.config.predict,
             )  # fmt: skip
             self.last_eval = result
             if result is not None and math.isfinite(result.total):

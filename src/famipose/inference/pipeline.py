@@ -27,7 +27,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ import torch
 
 from famipose.config import Config, ConfigError, from_dict, load_config
 from famipose.data.errors import DataError, get_field, load_json
+from famipose.data.keypoints import flip_permutation
 from famipose.device import resolve_device
 from famipose.inference.detector import (
     BoxFileDetector,
@@ -79,6 +80,11 @@ class EstimatorOptions:
         detect_batch: frames decoded and given to the detector together (learned detectors run
             them as one batch).
         tracker: tracking settings.
+        flip: flip test (``exact`` mode): the mirrored crops run too and the un-mirrored output is
+            averaged in (:mod:`famipose.models.flip`); twice the network cost.
+        dark: DARK decoding of heatmaps with ``dark_sigma``.
+        dark_sigma: the target sigma in heatmap pixels (:meth:`VideoPoseEstimator.from_checkpoint`
+            takes the run's ``data.sigma``; 2 is HRNet's).
     """
 
     mode: str = "exact"
@@ -89,14 +95,20 @@ class EstimatorOptions:
     chunk_length: int = 16
     detect_batch: int = 4
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    flip: bool = False
+    dark: bool = False
+    dark_sigma: float = 2.0
 
     def __post_init__(self) -> None:
         """Validate.
 
         Raises:
-            ValueError: unknown mode (the message lists the valid ones), or a size below 1.
+            ValueError: unknown mode (the message lists the valid ones), a size below 1, or the
+                flip test in fast mode (whose cached features are those of unmirrored crops).
         """
         check_mode(self.mode)
+        if self.flip and self.mode != "exact":
+            raise ValueError("the flip test runs in --mode exact only (fast mode re-frames cached unmirrored features)")
         if min(self.batch_size, self.chunk_length, self.detect_batch) < 1:
             raise ValueError(
                 f"batch_size, chunk_length and detect_batch must be >= 1, got "
@@ -273,7 +285,8 @@ class VideoPoseEstimator:
             **kwargs: the remaining constructor arguments.
         """
         model, cfg = load_model_and_config(checkpoint, config, overrides, input_size)
-        return cls(model, options=options or EstimatorOptions(box_padding=cfg.data.box_padding), **kwargs)
+        options = options or EstimatorOptions(box_padding=cfg.data.box_padding)
+        return cls(model, options=replace(options, dark_sigma=cfg.data.sigma), **kwargs)
 
     def _make_detector(self, names: FrameNames) -> Detector:
         return make_detector(self.detector_name, self.boxes, names, self.detector_weights, self.device)
@@ -307,7 +320,11 @@ class VideoPoseEstimator:
         source = open_frames(path)
         detector = self._detector(source)
         timer = StageTimer(self.device)
-        network = Network(self.model, self.device, self.options.batch_size, self.options.box_padding, timer)
+        network = Network(
+            self.model, self.device, self.options.batch_size, self.options.box_padding, timer,
+            flip_perm=flip_permutation() if self.options.flip else None,
+            dark_sigma=self.options.dark_sigma if self.options.dark else None,
+        )  # fmt: skip
         tracker = PoseTracker(self.options.tracker)
         engine = make_engine(self.options.mode, network, tracker, timer, self.options.chunk_length)
         result = VideoResult(str(path), source.fps, image_prefix=default_image_prefix(path), gt_images=self.gt_images)

@@ -36,14 +36,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from famipose.codecs.pose import decode_pose_logits
+from famipose.codecs.pose import PoseLogits, decode_pose_logits
 from famipose.data.windows import resolve_support_index
 from famipose.inference.steps import crop_geometry, crop_windows, pose_nms, reframe_features
 from famipose.inference.timing import StageTimer
 from famipose.inference.tracker import PoseTracker
 from famipose.inference.video_io import Frame
 from famipose.models.famipose import FamiPose
-from famipose.models.heads import PoseLogits
+from famipose.models.flip import average_logits, unflip_logits
 
 MODES: tuple[str, ...] = ("exact", "fast")
 
@@ -103,10 +103,19 @@ class Network:
         batch_size: crops per backbone call; feature maps (windows × (1 + S)) per alignment call.
         padding: crop enlargement after aspect fixing.
         timer: the run's stage timer.
+        flip_perm: the joint permutation of a horizontal flip, for the flip test; ``None`` for none.
+        dark_sigma: DARK decoding of heatmaps with this target sigma, or ``None``.
     """
 
     def __init__(
-        self, model: FamiPose, device: torch.device, batch_size: int, padding: float, timer: StageTimer
+        self,
+        model: FamiPose,
+        device: torch.device,
+        batch_size: int,
+        padding: float,
+        timer: StageTimer,
+        flip_perm: Sequence[int] | None = None,
+        dark_sigma: float | None = None,
     ) -> None:
         self.model = model
         self.config = model.config
@@ -114,15 +123,20 @@ class Network:
         self.batch_size = batch_size
         self.padding = padding
         self.timer = timer
+        self.flip_perm = flip_perm
+        self.dark_sigma = dark_sigma
 
     def crop_geometry(self, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Crop centres (N, 2) and sizes (N, 2) of (N, 4) boxes at the network's input size."""
         return crop_geometry(boxes, self.config.input_size, self.padding)
 
-    def features(self, images: Sequence[np.ndarray], centers: np.ndarray, scales: np.ndarray) -> Tensor:
-        """Backbone features (N, C, h, w) of N crops."""
+    def features(
+        self, images: Sequence[np.ndarray], centers: np.ndarray, scales: np.ndarray, mirrored: bool = False
+    ) -> Tensor:
+        """Backbone features (N, C, h, w) of N crops (of their mirror images with ``mirrored``)."""
         with self.timer("crop"):
             crops = crop_windows(images, centers, scales, self.config.input_size)  # (N, 3, H, W)
+            crops = crops.flip(-1) if mirrored else crops
         with self.timer("backbone"):
             chunks = [
                 self.model.backbone.features(crops[i : i + self.batch_size].to(self.device))
@@ -130,26 +144,51 @@ class Network:
             ]
         return torch.cat(chunks)  # (N, C, h, w)
 
-    def poses(self, z_key: Tensor, z_sup: Tensor | None, centers: np.ndarray, scales: np.ndarray) -> np.ndarray:
-        """Image-space poses (B, K, 3) from key (B, C, h, w) and support (B, S, C, h, w) features.
+    def logits(self, z_key: Tensor, z_sup: Tensor | None) -> PoseLogits:
+        """Head output for key (B, C, h, w) and support (B, S, C, h, w) features.
 
         Windows go through the alignment ``batch_size // (1 + S)`` at a time, i.e. as many feature
         maps per call as a backbone batch has crops: on CPU, larger alignment batches are slower per
         window (their activations outgrow the caches), unlike the backbone's.
         """
-        logits = []
+        parts = []
         step = max(1, self.batch_size // (1 + (0 if z_sup is None else z_sup.shape[1])))
         for i in range(0, len(z_key), step):
             with self.timer("alignment"):  # GTM, LCM, fusion and the head
                 support = None if z_sup is None else z_sup[i : i + step]
-                logits.append(self.model.forward_features(z_key[i : i + step], support).pose)
+                parts.append(self.model.forward_from_features(z_key[i : i + step], support).pose)
+        return PoseLogits(**{
+            name: torch.cat([getattr(part, name) for part in parts])
+            for name in ("heatmaps", "simcc_x", "simcc_y")
+            if getattr(parts[0], name) is not None
+        })  # fmt: skip
+
+    def poses(
+        self,
+        z_key: Tensor,
+        z_sup: Tensor | None,
+        centers: np.ndarray,
+        scales: np.ndarray,
+        mirrored: tuple[Tensor, Tensor | None] | None = None,
+    ) -> np.ndarray:
+        """Image-space poses (B, K, 3) from key (B, C, h, w) and support (B, S, C, h, w) features.
+
+        Args:
+            z_key: key features.
+            z_sup: support features, or ``None`` for the single-frame model.
+            centers: (B, 2) key-crop centres.
+            scales: (B, 2) key-crop sizes.
+            mirrored: the flip test's features of the mirrored crops, ``(z_key, z_sup)`` alike.
+        """
+        logits = self.logits(z_key, z_sup)
+        if mirrored is not None:
+            assert self.flip_perm is not None
+            split_ratio = self.config.head.simcc_split_ratio
+            logits = average_logits(logits, unflip_logits(self.logits(*mirrored), self.flip_perm, split_ratio))
         with self.timer("postprocess"):
-            merged = PoseLogits(**{
-                name: torch.cat([getattr(part, name) for part in logits])
-                for name in ("heatmaps", "simcc_x", "simcc_y")
-                if getattr(logits[0], name) is not None
-            })  # fmt: skip
-            return decode_pose_logits(merged, centers, scales, self.config)
+            return decode_pose_logits(
+                logits, centers, scales, self.config.input_size, self.config.head.simcc_split_ratio, self.dark_sigma
+            )
 
     def no_poses(self) -> np.ndarray:
         """(0, K, 3): the poses of a frame without a person."""
@@ -247,10 +286,15 @@ class ExactEngine(WindowEngine):
         poses = self.network.no_poses()
         if len(item.boxes):
             images = [image for _ in item.boxes for image in window]
-            features = self.network.features(images, centers.repeat(len(frames), 0), scales.repeat(len(frames), 0))
-            features = features.unflatten(0, (len(item.boxes), len(frames)))  # (N, 1+S, C, h, w)
-            z_sup = features[:, 1:] if self.deltas else None
-            poses = self.network.poses(features[:, 0], z_sup, centers, scales)  # (N, K, 3)
+            crops = (images, centers.repeat(len(frames), 0), scales.repeat(len(frames), 0))
+
+            def window_features(mirrored: bool) -> tuple[Tensor, Tensor | None]:
+                features = self.network.features(*crops, mirrored=mirrored)
+                features = features.unflatten(0, (len(item.boxes), len(frames)))  # (N, 1+S, C, h, w)
+                return features[:, 0], features[:, 1:] if self.deltas else None
+
+            mirrored = window_features(mirrored=True) if self.network.flip_perm is not None else None
+            poses = self.network.poses(*window_features(mirrored=False), centers, scales, mirrored)  # (N, K, 3)
         areas = scales.prod(1)  # (N,)
         keep = self.distinct(poses, item.box_scores, areas)
         boxes, poses = item.boxes[keep], poses[keep]

@@ -11,7 +11,8 @@ FAMI-Pose aligns each support feature Z_{t+δ} to the key feature Z_t coarse-to-
   reaches Z̃_{t+δ} directly.
 
 :class:`CascadedCalibration` mirrors the released code instead (supports merged first, four
-chained deformable convolutions); docs/faithfulness.md lists every difference.
+chained deformable convolutions); docs/faithfulness.md lists every difference. The two aligners of
+:mod:`famipose.models.aligners` compose these modules into the paper's and the released model.
 
 Shape symbols: N = B * S feature pairs, C channels, h/w feature height/width, G offset groups,
 T = G * kernel_size**2 kernel taps, P warp parameters (6 affine, 2 translation).

@@ -1,23 +1,29 @@
 """FAMI-Pose (Liu et al., CVPR 2022) and its single-frame baseline.
 
-``FamiPose(config).forward(key (B, 3, H, W), supports (B, S, 3, H, W)) -> FamiPoseOutput``.
-The key and support crops go through the HRNet backbone in one batched pass; the variant then
-decides how supports are aligned and aggregated:
+``FamiPose(config).forward(key (B, 3, H, W), supports (B, S, 3, H, W)) -> FamiPoseOutput``, in
+timm's stages:
 
-* ``single_frame``: HRNet alone (supports ignored); Z̃_t = Z_t.
-* ``famipose`` (the paper): per support, GTM (affine, from [Z_t, Z_{t+δ}]) then LCM (DCNv2 with a
-  sigmoid mask); the S aligned supports are merged and fused with Z_t as a zero-initialised
-  residual, Z̃_t = Z_t + R([Z_t, merged]), read by a 1x1 heatmap head that can start as HRNet's
-  ``final_layer``: loaded with stage-1 weights, the network starts as the single-frame model.
-* ``famipose_official`` (the released Alignment_V15 code): per support, a translation-only GTM
-  regressed in feature pixels from Z_{t+δ} - Z_t by three linear layers without activations;
-  supports merged before four cascaded deformable convolutions with a raw mask; fused with Z_t;
-  initialised as the release. With weights from :func:`famipose.models.checkpoint.convert_release`
-  it computes the released model's heatmaps.
+* :meth:`FamiPose.forward_features`: the key and support crops through the HRNet backbone in one
+  batched pass -> Z_t (B, C, h, w) and Z_{t+δ} (B, S, C, h, w);
+* :meth:`FamiPose.forward_from_features`: the temporal part on those features (also on cached
+  ones, as video inference does) -> :class:`FamiPoseOutput`;
+* :meth:`FamiPose.forward_head`: the detection head on any feature map -> ``PoseLogits``.
 
-The output object is the same in training and evaluation and carries the intermediate features
-the mutual-information loss needs, and HRNet's own key-frame heatmaps (the released model's
-second output). Losses and decoding live outside the model.
+The temporal part is an injected aligner (:mod:`famipose.models.aligners`), picked from
+``config.variant`` by :func:`~famipose.models.aligners.aligner_for`:
+
+* ``single_frame``: no aligner, HRNet alone (supports ignored); Z̃_t = Z_t.
+* ``famipose`` (the paper): :class:`~famipose.models.aligners.PaperAligner`, read by a 1x1
+  heatmap head that can start as HRNet's ``final_layer``: loaded with stage-1 weights, the network
+  starts as the single-frame model.
+* ``famipose_official`` (the released Alignment_V15 code):
+  :class:`~famipose.models.aligners.ReleasedAligner` and a 3x3 head. With weights from
+  :func:`famipose.models.checkpoint.convert_release` it computes the released model's heatmaps.
+
+The output object is the same in training and evaluation, has the same fields with the same
+shapes in every variant, and carries the intermediate features the mutual-information loss needs,
+and HRNet's own key-frame heatmaps (the released model's second output). Losses and decoding live
+outside the model.
 
 Shape symbols: B batch, S supports, C backbone width, K joints, H/W input size, h/w = H/4, W/4.
 """
@@ -29,16 +35,18 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from famipose.codecs.pose import PoseLogits
 from famipose.config import ModelConfig
-from famipose.models.alignment import CascadedCalibration, GlobalTransformModule, LocalCalibrationModule
-from famipose.models.blocks import basic_block_chain
-from famipose.models.heads import HeatmapHead, PoseLogits, SimCCHead
+from famipose.models.aligners import SupportAligner, SupportAlignment, aligner_for
+from famipose.models.heads import HeatmapHead, SimCCHead
 from famipose.models.hrnet import HRNet
 
 
 @dataclass
 class FamiPoseOutput:
-    """Everything one forward pass produces.
+    """Everything one forward pass produces: one meaning and one shape per field in every variant.
+
+    The support fields are ``None`` for the single-frame model, which has no supports.
 
     Attributes:
         pose: Head logits from the enhanced feature Z̃_t.
@@ -47,12 +55,15 @@ class FamiPoseOutput:
         backbone_heatmaps: HRNet's ``final_layer`` on Z_t (B, K, h, w), in every variant and mode:
             the released model's ``kf_bb_hm`` (its MI term mi5 reads it, its trainer logs its
             accuracy). For the single-frame heatmap model it is ``pose.heatmaps``.
-        support_features: Z_{t+δ} (B, S, C, h, w), or ``None`` without supports.
-        coarse_supports: Z̄_{t+δ} after the GTM (B, S, C, h, w), or ``None``.
-        aligned_supports: Z̃_{t+δ} (B, S, C, h, w) for the paper variant; (B, 1, C, h, w) for the
-            official variant, which aligns the merged supports; ``None`` without supports.
-        merged_supports: The merged support feature before local calibration (official
-            variant, B, C, h, w) or after it (paper variant); ``None`` without supports.
+        support_features: Z_{t+δ} (B, S, C, h, w), or ``None``.
+        coarse_supports: Z̄_{t+δ}, each support after the GTM (B, S, C, h, w), or ``None``.
+        aligned_supports: Z̃_{t+δ}, each support after its local calibration (B, S, C, h, w);
+            ``None`` also for the released variant, which calibrates the merged supports instead.
+        merged_supports: The S supports merged into one feature (B, C, h, w) by ``merge_supports``:
+            the calibrated supports (paper) or the coarse ones (released); or ``None``.
+        support_aggregate: The support feature the fusion combines with Z_t (B, C, h, w): the merged
+            calibrated supports (paper: ``merged_supports`` itself) or the calibrated merged
+            supports (released); or ``None``.
         warps: GTM affine matrices (B, S, 2, 3), or ``None``.
     """
 
@@ -64,6 +75,7 @@ class FamiPoseOutput:
     coarse_supports: Tensor | None = None
     aligned_supports: Tensor | None = None
     merged_supports: Tensor | None = None
+    support_aggregate: Tensor | None = None
     warps: Tensor | None = None
 
 
@@ -76,45 +88,42 @@ class FamiPose(nn.Module):
 
     Args:
         config: Model configuration.
+
+    Attributes:
+        aligner: The temporal part (``None`` for the single-frame model). Its layers (``gtm``,
+            ``merge_supports``, ``fuse``, ...) are registered on the network itself, not below an
+            ``aligner.`` prefix, so state-dict keys stay those of existing checkpoints and of the
+            release converter; code that swaps one of them must do so inside them, as
+            ``convert_batchnorm`` and the ONNX export do.
     """
+
+    aligner: SupportAligner | None
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
         self.backbone = HRNet.from_name(config.backbone.name, config.num_joints)
         channels = self.backbone.out_channels
-        uses_lcm = config.variant != "single_frame"
-        if uses_lcm and (config.lcm.offset_groups <= 0 or channels % config.lcm.offset_groups):
-            raise ValueError(
-                f"lcm.offset_groups={config.lcm.offset_groups} must divide the backbone width {channels}"
-            )
-        self.head: nn.Module | None = self._build_head(channels)
-        num_supports = config.num_supports
-        if config.variant != "single_frame":
-            self.gtm = GlobalTransformModule(channels, config.gtm)
-            self.merge_supports = basic_block_chain(num_supports * channels, channels, config.support_blocks)
-            self.fuse = basic_block_chain(2 * channels, channels, config.fusion_blocks)
-        if config.variant == "famipose":
-            self.lcm = LocalCalibrationModule(channels, config.lcm)
-            self.fuse_residual = nn.Conv2d(channels, channels, 1)
-            nn.init.zeros_(self.fuse_residual.weight)
-            nn.init.zeros_(self.fuse_residual.bias)
-        elif config.variant == "famipose_official":
-            self.calibration = CascadedCalibration(channels, config.lcm)
-            self._init_like_release()
+        aligner_type = aligner_for(config.variant)
+        # Built in this order (backbone, head, aligner): the order the layers draw their initial weights.
+        self.head: nn.Module | None = self._build_head(channels, aligner_type)
+        aligner = None if aligner_type is None else aligner_type(channels, config)
+        object.__setattr__(self, "aligner", aligner)  # not a sub-tree: see the class docstring
+        for name, layer in () if aligner is None else aligner.named_children():
+            self.add_module(name, layer)
         self.backbone_frozen = config.backbone.frozen
         self.frozen_bn_eval = config.backbone.frozen_bn == "eval"
         if self.backbone_frozen:
             self.backbone.requires_grad_(False)
 
-    def _build_head(self, channels: int) -> nn.Module | None:
+    def _build_head(self, channels: int, aligner_type: type[SupportAligner] | None) -> nn.Module | None:
         """The detection head; ``None`` means HRNet's own ``final_layer`` (single-frame heatmaps)."""
         cfg = self.config
         if cfg.head.kind == "simcc":
             return SimCCHead(channels, cfg.num_joints, cfg.heatmap_size, cfg.input_size, cfg.head.simcc_split_ratio)
-        if cfg.variant == "single_frame":
+        if aligner_type is None:
             return None
-        return HeatmapHead(channels, cfg.num_joints, kernel_size=1 if cfg.variant == "famipose" else 3)
+        return HeatmapHead(channels, cfg.num_joints, kernel_size=aligner_type.head_kernel_size)
 
     def adopt_backbone_head(self) -> bool:
         """Copy HRNet's ``final_layer`` into a heatmap head of the same shape.
@@ -134,40 +143,24 @@ class FamiPose(nn.Module):
             head.bias.copy_(source.bias)
         return True
 
-    def _init_like_release(self) -> None:
-        """The released ``init_weights`` on the calibration, merge and fusion layers.
-
-        ``nn.Conv2d`` weights N(0, 0.001) and biases 0; the deformable convolutions are no
-        ``nn.Conv2d``, so their weights keep torchvision's default (kaiming-uniform,
-        :meth:`ModulatedDeformConv2d.reset_parameters`) while the release's catch-all branch zeroes
-        their biases. The GTM (``gtm.init``) and the 3x3 head initialise themselves the same way.
-        """
-        for module in (self.calibration, self.merge_supports, self.fuse):
-            for m in module.modules():
-                if isinstance(m, nn.Conv2d):
-                    nn.init.normal_(m.weight, std=0.001)
-                    if m.bias is not None:
-                        nn.init.zeros_(m.bias)
-        for deform in self.calibration.deforms:
-            if deform.bias is not None:
-                nn.init.zeros_(deform.bias)
-
     def train(self, mode: bool = True) -> FamiPose:
         """Set training mode; a frozen backbone's BatchNorm stays in eval mode unless
         ``backbone.frozen_bn`` is ``train`` (the released behaviour: batch statistics)."""
         super().train(mode)
+        if self.aligner is not None:
+            self.aligner.train(mode)  # its layers are already set; this sets its own flag
         if self.backbone_frozen and self.frozen_bn_eval:
             self.backbone.eval()
         return self
 
     def _head_module(self, probe: bool) -> nn.Module:
         """The detection head, or for the released code's MI probe HRNet's ``final_layer``."""
-        official_probe = probe and self.config.variant == "famipose_official" and self.config.head.kind == "heatmap"
-        if self.head is None or official_probe:
+        released = self.aligner is not None and self.aligner.probe_with_backbone_head
+        if self.head is None or (probe and released and self.config.head.kind == "heatmap"):
             return self.backbone.final_layer
         return self.head
 
-    def predict(self, features: Tensor) -> PoseLogits:
+    def forward_head(self, features: Tensor) -> PoseLogits:
         """Apply the detection head to any feature map (B, C, h, w)."""
         return _as_logits(self._head_module(probe=False)(features))
 
@@ -190,8 +183,21 @@ class FamiPose(nn.Module):
         Returns:
             A :class:`FamiPoseOutput`.
         """
-        if self.config.variant == "single_frame":
-            return self.forward_features(self.backbone.features(key))  # Z_t (B, C, h, w)
+        return self.forward_from_features(*self.forward_features(key, supports))
+
+    def forward_features(self, key: Tensor, supports: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """The backbone features of the key and support crops, from one batched backbone pass.
+
+        Args:
+            key: Key-frame crops (B, 3, H, W).
+            supports: Support crops (B, S, 3, H, W) in ``config.deltas`` order; ignored (and
+                optional) for the single-frame variant.
+
+        Returns:
+            Z_t (B, C, h, w) and Z_{t+δ} (B, S, C, h, w), or ``None`` for the single-frame model.
+        """
+        if self.aligner is None:
+            return self.backbone.features(key), None  # (B, C, h, w)
         num_supports = self.config.num_supports
         if supports is None or supports.dim() != 5 or supports.shape[1] != num_supports:
             got = None if supports is None else tuple(supports.shape)
@@ -203,9 +209,9 @@ class FamiPose(nn.Module):
         batch = key.shape[0]
         frames = torch.cat([key, supports.flatten(0, 1)])  # (B + B*S, 3, H, W)
         features = self.backbone.features(frames)  # (B + B*S, C, h, w)
-        return self.forward_features(features[:batch], features[batch:].unflatten(0, (batch, num_supports)))
+        return features[:batch], features[batch:].unflatten(0, (batch, num_supports))
 
-    def forward_features(self, z_key: Tensor, z_sup: Tensor | None = None) -> FamiPoseOutput:
+    def forward_from_features(self, z_key: Tensor, z_sup: Tensor | None = None) -> FamiPoseOutput:
         """Everything after the backbone, from precomputed features.
 
         Args:
@@ -216,39 +222,22 @@ class FamiPose(nn.Module):
         Returns:
             The same :class:`FamiPoseOutput` as :meth:`forward` on the crops these features came from.
         """
-        if self.config.variant == "single_frame":
+        if self.aligner is None:
             own = self.backbone.head(z_key)  # (B, K, h, w)
-            pose = _as_logits(own) if self.head is None else self.predict(z_key)
+            pose = _as_logits(own) if self.head is None else self.forward_head(z_key)
             return FamiPoseOutput(pose=pose, key_feature=z_key, enhanced_feature=z_key, backbone_heatmaps=own)
         if z_sup is None or z_sup.dim() != 5 or z_sup.shape[0] != z_key.shape[0]:
             raise ValueError(f"support features must be (B, S, C, h, w) with B={z_key.shape[0]}")
-        batch, num_supports = z_sup.shape[:2]
-        z_sup_flat = z_sup.flatten(0, 1)  # (B*S, C, h, w)
-        z_key_rep = z_key.repeat_interleave(num_supports, 0)  # (B*S, C, h, w)
-        coarse, theta = self.gtm(z_key_rep, z_sup_flat)  # (B*S, C, h, w), (B*S, 2, 3)
-
-        def per_support(x: Tensor) -> Tensor:
-            return x.unflatten(0, (batch, num_supports))  # (B, S, ...)
-
-        if self.config.variant == "famipose":
-            aligned = self.lcm(z_key_rep, coarse)  # (B*S, C, h, w)
-            merged = self.merge_supports(per_support(aligned).flatten(1, 2))  # (B, C, h, w)
-            aligned_out = per_support(aligned)
-            residual = self.fuse_residual(self.fuse(torch.cat([z_key, merged], 1)))  # (B, C, h, w)
-            enhanced = z_key + residual
-        else:
-            merged = self.merge_supports(per_support(coarse).flatten(1, 2))  # (B, C, h, w)
-            calibrated = self.calibration(z_key, merged)  # (B, C, h, w)
-            aligned_out = calibrated.unsqueeze(1)  # (B, 1, C, h, w)
-            enhanced = self.fuse(torch.cat([z_key, calibrated], 1))  # (B, C, h, w)
+        aligned: SupportAlignment = self.aligner(z_key, z_sup)
         return FamiPoseOutput(
-            pose=self.predict(enhanced),
+            pose=self.forward_head(aligned.enhanced_feature),
             key_feature=z_key,
-            enhanced_feature=enhanced,
+            enhanced_feature=aligned.enhanced_feature,
             backbone_heatmaps=self.backbone.head(z_key),  # (B, K, h, w)
             support_features=z_sup,
-            coarse_supports=per_support(coarse),
-            aligned_supports=aligned_out,
-            merged_supports=merged,
-            warps=per_support(theta),
+            coarse_supports=aligned.coarse_supports,
+            aligned_supports=aligned.aligned_supports,
+            merged_supports=aligned.merged_supports,
+            support_aggregate=aligned.support_aggregate,
+            warps=aligned.warps,
         )

@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 
 from torch import Tensor
 
+from famipose.codecs.pose import PoseLogits
 from famipose.codecs.transforms import flip_heatmaps_back, flip_simcc_back
-from famipose.models.heads import PoseLogits
 
 
 def unflip_logits(logits: PoseLogits, flip_perm: Sequence[int], split_ratio: float) -> PoseLogits:

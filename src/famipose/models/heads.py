@@ -1,8 +1,8 @@
 """Detection heads: Gaussian heatmaps and SimCC coordinate classification.
 
 Heads only compute logits (``forward``); losses live in :mod:`famipose.losses` and decoding in
-:mod:`famipose.codecs`. Both heads return a :class:`PoseLogits`, so the rest of the code treats
-them alike.
+:mod:`famipose.codecs`. Both heads return a :class:`~famipose.codecs.pose.PoseLogits` (defined
+beside its decoder), so the rest of the code treats them alike.
 
 Shape symbols: B batch, C feature channels, K joints, h/w feature (= heatmap) height/width,
 Wx = round(W_in * k) and Ny = round(H_in * k) SimCC bins for input size (W_in, H_in) and split
@@ -11,46 +11,10 @@ ratio k.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor, nn
 
-
-@dataclass
-class PoseLogits:
-    """Raw head outputs; exactly one representation is set.
-
-    Attributes:
-        heatmaps: (B, K, h, w) heatmap logits, or ``None``.
-        simcc_x: (B, K, Wx) horizontal bin logits, or ``None``.
-        simcc_y: (B, K, Ny) vertical bin logits, or ``None``.
-    """
-
-    heatmaps: Tensor | None = None
-    simcc_x: Tensor | None = None
-    simcc_y: Tensor | None = None
-
-    def __post_init__(self) -> None:
-        has_heatmaps = self.heatmaps is not None
-        has_simcc = self.simcc_x is not None and self.simcc_y is not None
-        if has_heatmaps == has_simcc:
-            raise ValueError("PoseLogits needs either heatmaps or both simcc_x and simcc_y")
-
-    @property
-    def is_simcc(self) -> bool:
-        """Whether the logits are SimCC bins."""
-        return self.heatmaps is None
-
-    def flat_distributions(self) -> list[Tensor]:
-        """Logits flattened to one categorical axis per distribution.
-
-        Returns:
-            ``[(B, K, h*w)]`` for heatmaps, ``[(B, K, Wx), (B, K, Ny)]`` for SimCC.
-        """
-        if self.heatmaps is not None:
-            return [self.heatmaps.flatten(2)]
-        return [self.simcc_x, self.simcc_y]  # type: ignore[list-item]
+from famipose.codecs.pose import PoseLogits
 
 
 class HeatmapHead(nn.Module):
