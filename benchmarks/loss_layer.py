@@ -19,7 +19,7 @@ per-joint AP table and, for every arm with MI, ‖∇(α·L_MI)‖ / ‖∇L_pos
 logged step (writes both as JSON).
 An interrupted run continues: finished arms (``result.json`` in their folder) are not retrained.
 
-    .venv/bin/python benchmarks/loss_layer.py --out runs/loss_layer [--seed N] [--arms ...]
+    .venv/bin/python benchmarks/loss_layer.py --out runs/loss_layer [--seed N] [--arms ...] [--stage1-epochs N]
     .venv/bin/famipose report $(dirname runs/loss_layer/*/eval.json) --out runs/loss_layer/report.md
 """
 
@@ -69,6 +69,13 @@ def parse_args() -> argparse.Namespace:
         help="seed of the arms (data keeps the demo's; stage 2 starts from the demo's seed-0 stage 1, "
         "trained first if missing); runs go to <arm>_seed<N>",
     )
+    parser.add_argument(
+        "--stage1-epochs",
+        type=int,
+        default=None,
+        help="epochs of the stage-1 arms (default: the demo's); runs go to <arm>_e<N>[_seed<M>]; stage 2 "
+        "always starts from the demo's own stage 1",
+    )
     return parser.parse_args()
 
 
@@ -102,16 +109,16 @@ def main() -> None:
     suffix = "" if args.seed == 0 else f"_seed{args.seed}"
     results: dict[str, dict] = {}
 
-    def stage1(name: str, run_settings: DemoSettings, run_suffix: str) -> dict:
-        run_name = name + run_suffix
+    def stage1(name: str, run_settings: DemoSettings, run_suffix: str, epochs: int = settings.stage1_epochs) -> dict:
+        run_name = name + ("" if epochs == settings.stage1_epochs else f"_e{epochs}") + run_suffix
         if run_name not in results:
             extra = STAGE1_ARMS[name]
-            results[run_name] = run_arm(out, run_name, STAGE1_CONFIG, settings.stage1_epochs, extra, run_settings)
+            results[run_name] = run_arm(out, run_name, STAGE1_CONFIG, epochs, extra, run_settings)
         return results[run_name]
 
     for name in args.arms:
         if name in STAGE1_ARMS:
-            stage1(name, seeded, suffix)
+            stage1(name, seeded, suffix, args.stage1_epochs or settings.stage1_epochs)
             continue
         config, start, extra = STAGE2_ARMS[name]
         init = f"train.init_from={stage1(start, settings, '')['best_checkpoint']}"  # the demo's stage 1
