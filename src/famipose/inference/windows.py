@@ -64,22 +64,16 @@ class DetectedFrame:
 
 
 @dataclass(frozen=True, eq=False)
-class EstimatedFrame:
+class EstimatedFrame(DetectedFrame):
     """A frame's persons as an engine hands them out: duplicates removed, best first, tracked.
 
-    Attributes:
-        frame: the frame.
-        boxes: (N, 4) ``(x, y, w, h)`` in image pixels.
-        box_scores: (N,) box confidences.
+    Attributes (beyond :class:`DetectedFrame`'s, whose boxes are here the kept ones):
         poses: (N, K, 3) ``(x, y, score)`` in image pixels.
         areas: (N,) areas of the crops the poses were estimated in.
         keys: (N,) tracker keys (map them with :meth:`PoseTracker.track_id`).
         tracker_step: :attr:`PoseTracker.num_updates` once this frame was tracked.
     """
 
-    frame: Frame
-    boxes: np.ndarray
-    box_scores: np.ndarray
     poses: np.ndarray
     areas: np.ndarray
     keys: np.ndarray

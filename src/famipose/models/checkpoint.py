@@ -9,10 +9,10 @@ Training, testing, export and video inference all read and write weights through
 * **State dicts.** :func:`read_state_dict` / :func:`load_weights` load a (sub-)network, with
   wrapper prefixes stripped; :func:`read_model_state` reads the weights of a whole
   :class:`~famipose.models.famipose.FamiPose` from any supported file, its keys mapped by
-  :func:`checkpoint_filter_fn`; :func:`load_model` builds a network from a config and a file;
+  :func:`famipose_keys`; :func:`load_model` builds a network from a config and a file;
   :func:`load_matching` loads the tensors a checkpoint shares with a model (``train.init_from``).
 * **Foreign layouts.** Official HRNet pose checkpoints (``pose_hrnet_w48_384x288.pth``) load by
-  renaming alone: :func:`checkpoint_filter_fn` puts their keys under ``backbone.``, and
+  renaming alone: :func:`famipose_keys` puts their keys under ``backbone.``, and
   :func:`official_hrnet_model` builds the single-frame model such a file describes. Released
   FAMI-Pose weights (``Alignment_V15``) do not load as they are (their keys fit no variant):
   :func:`convert_release` (``famipose convert --from fami-release``) maps every released key onto
@@ -574,8 +574,8 @@ def official_hrnet_model(
 # ---------------------------------------------------------------------------------------------
 
 
-def checkpoint_filter_fn(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """A state dict with its keys mapped onto :class:`FamiPose`'s (as timm's ``checkpoint_filter_fn``).
+def famipose_keys(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """A state dict with its keys mapped onto :class:`FamiPose`'s (a key filter for foreign layouts).
 
     ``module.`` (DataParallel / DDP) prefixes are dropped, and an official HRNet pose state dict
     gets its keys put under ``backbone.``; any other key is kept. Released FAMI-Pose weights need
@@ -598,7 +598,7 @@ def read_model_state(source: StateSource) -> dict[str, Tensor]:
 
     Unlike :func:`read_state_dict`, keys are kept as they are (``backbone.*`` included), so the
     result loads into a whole :class:`FamiPose`; foreign layouts are mapped by
-    :func:`checkpoint_filter_fn` (an official HRNet state dict ``pose_hrnet_w32_256x192.pth`` goes
+    :func:`famipose_keys` (an official HRNet state dict ``pose_hrnet_w32_256x192.pth`` goes
     under ``backbone.``).
 
     Args:
@@ -610,7 +610,7 @@ def read_model_state(source: StateSource) -> dict[str, Tensor]:
     Raises:
         CheckpointError: The file cannot be read or holds no tensor state dict.
     """
-    return checkpoint_filter_fn(_tensor_state(source))
+    return famipose_keys(_tensor_state(source))
 
 
 def load_model(config: ModelConfig, source: StateSource) -> FamiPose:
