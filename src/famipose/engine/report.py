@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import matplotlib
 from matplotlib.figure import Figure
 
 from famipose.config import load_config
@@ -190,10 +191,12 @@ def plot_groups(groups: Sequence[GroupSummary], path: Path) -> Path:
     figure = Figure(figsize=(min(20.0, 6 + 0.15 * len(COLUMNS) * len(groups)), 4.5))
     axis = figure.subplots()
     width = 0.8 / max(1, len(groups))
+    palette = matplotlib.colormaps["tab10" if len(groups) <= 10 else "tab20"]  # tab10 repeats past 10 groups
     for index, group in enumerate(groups):
         positions = [column + index * width for column in range(len(COLUMNS))]
         errors = [0.0 if math.isnan(group.std[c]) else group.std[c] for c in COLUMNS]
-        axis.bar(positions, [group.mean[c] for c in COLUMNS], width, yerr=errors, capsize=2, label=group.label)
+        means = [group.mean[c] for c in COLUMNS]
+        axis.bar(positions, means, width, yerr=errors, capsize=2, label=group.label, color=palette(index % palette.N))
     axis.set_xticks([column + 0.4 - width / 2 for column in range(len(COLUMNS))], list(COLUMNS))
     axis.set(ylabel="AP (%)", title="mean ± std over seeds")
     axis.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the bars, not on them
