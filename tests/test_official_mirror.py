@@ -128,37 +128,40 @@ class ReleasedAlignmentV15(nn.Module):
         self.init_feature_agg_block = ResidualStack(2 * c, c, 3)
         self.agg_final_layer = nn.Conv2d(c, config.num_joints, 3, 1, 1)
 
-    def _dcn(self, k: int, x: Tensor, params_from: Tensor) -> Tensor:
-        offset = self.get_submodule(f"dcn_offset_{k}")(params_from)
-        mask = self.get_submodule(f"dcn_mask_{k}")(params_from)
-        return self.get_submodule(f"dcn_{k}")(x, offset, mask)
+    def _deform(self, k: int, features: Tensor, driver: Tensor) -> Tensor:
+        """Deformable convolution ``k`` of ``features``, its offsets and masks read from ``driver``."""
+        offsets = self.get_submodule(f"dcn_offset_{k}")(driver)
+        masks = self.get_submodule(f"dcn_mask_{k}")(driver)
+        return self.get_submodule(f"dcn_{k}")(features, offsets, masks)
 
-    def forward(self, kf_x: Tensor, sup_x: Tensor) -> dict[str, Tensor]:
+    def forward(self, key: Tensor, supports: Tensor) -> dict[str, Tensor]:
         """Key crops (B, 3, H, W), supports stacked on channels (B, 3S, H, W) -> intermediates."""
-        return self.after_backbone(self.hrnet.features(self.stack_frames(kf_x, sup_x)), sup_x.shape[1] // 3)
+        return self.after_backbone(self.hrnet.features(self.stack_frames(key, supports)), supports.shape[1] // 3)
 
     @staticmethod
-    def stack_frames(kf_x: Tensor, sup_x: Tensor) -> Tensor:
+    def stack_frames(key: Tensor, supports: Tensor) -> Tensor:
         """[key; support 1; ...; support S] ((1 + S) B, 3, H, W): the release's one backbone batch."""
-        return torch.cat([kf_x, torch.cat(torch.chunk(sup_x, sup_x.shape[1] // 3, dim=1), dim=0)], dim=0)
+        per_support = torch.chunk(supports, supports.shape[1] // 3, dim=1)  # S x (B, 3, H, W)
+        return torch.cat([key, *per_support], dim=0)
 
-    def after_backbone(self, feat: Tensor, num_sup: int) -> dict[str, Tensor]:
+    def after_backbone(self, stacked: Tensor, num_supports: int) -> dict[str, Tensor]:
         """Backbone features of [key; support 1; ...; support S] ((1 + S) B, C, h, w) -> intermediates."""
-        kf_feat, *sup_feats = torch.chunk(feat, num_sup + 1, dim=0)
-        translations = [self.feat_global_offset_layers(s - kf_feat) for s in sup_feats]  # S x (B, 2)
-        aligned = [pixel_translate(s, t) for s, t in zip(sup_feats, translations, strict=True)]
-        agg_sup_feat = self.sup_agg_block(torch.cat(aligned, dim=1))
-        combined = self.combined_feat_layers(torch.cat([agg_sup_feat, kf_feat], dim=1))
-        combined = self._dcn(1, combined, combined)
-        combined = self._dcn(2, combined, combined)
-        aligned_sup_feat = self._dcn(3, agg_sup_feat, combined)
-        aligned_sup_feat = self._dcn(4, aligned_sup_feat, aligned_sup_feat)
-        final_hm = self.agg_final_layer(self.init_feature_agg_block(torch.cat([kf_feat, aligned_sup_feat], dim=1)))
+        key, *supports = torch.chunk(stacked, num_supports + 1, dim=0)  # (B, C, h, w) each
+        shifts = [self.feat_global_offset_layers(support - key) for support in supports]  # S x (B, 2)
+        warped = [pixel_translate(support, shift) for support, shift in zip(supports, shifts, strict=True)]
+        merged = self.sup_agg_block(torch.cat(warped, dim=1))  # (B, C, h, w)
+        # DCNs 1-2 deform the parameter source (merged supports beside the key) by itself; 3-4 move the supports
+        driver = self.combined_feat_layers(torch.cat([merged, key], dim=1))
+        for k in (1, 2):
+            driver = self._deform(k, driver, driver)
+        calibrated = self._deform(3, merged, driver)
+        calibrated = self._deform(4, calibrated, calibrated)
+        fused = self.init_feature_agg_block(torch.cat([key, calibrated], dim=1))
         return {
-            "final_hm": final_hm,
-            "kf_bb_hm": self.hrnet.final_layer(kf_feat),
-            "translations": torch.stack(translations, 1),  # (B, S, 2)
-            "global_aligned": torch.stack(aligned, 1),  # (B, S, C, h, w)
+            "heatmaps": self.agg_final_layer(fused),
+            "key_heatmaps": self.hrnet.final_layer(key),  # the backbone's own head on the key frame
+            "shifts": torch.stack(shifts, 1),  # (B, S, 2) in feature pixels
+            "warped": torch.stack(warped, 1),  # (B, S, C, h, w)
         }
 
 
@@ -244,13 +247,13 @@ def _compare(config: ModelConfig, batch: int) -> dict[str, float]:
     released, ref, key, supports = _released_run(config, batch)
     with torch.no_grad():
         out = _mirror(config, released)(key, supports)
-    assert 0.1 < ref["final_hm"].abs().max() < 100  # unit-scale heatmaps: neither vanishing nor exploding
-    assert ref["translations"].abs().max() > 0.5  # the warp moves by pixels: its units and sign matter
-    expected_theta = pixels_to_normalized(ref["translations"].flatten(0, 1), config.heatmap_size)
+    assert 0.1 < ref["heatmaps"].abs().max() < 100  # unit-scale heatmaps: neither vanishing nor exploding
+    assert ref["shifts"].abs().max() > 0.5  # the warp moves by pixels: its units and sign matter
+    expected_theta = pixels_to_normalized(ref["shifts"].flatten(0, 1), config.heatmap_size)
     return {
-        "heatmaps": (out.pose.heatmaps - ref["final_hm"]).abs().max().item(),
-        "backbone_heatmaps": (out.backbone_heatmaps - ref["kf_bb_hm"]).abs().max().item(),
-        "global_aligned": (out.coarse_supports - ref["global_aligned"]).abs().max().item(),
+        "heatmaps": (out.pose.heatmaps - ref["heatmaps"]).abs().max().item(),
+        "backbone_heatmaps": (out.backbone_heatmaps - ref["key_heatmaps"]).abs().max().item(),
+        "coarse_supports": (out.coarse_supports - ref["warped"]).abs().max().item(),
         "theta": (out.warps.flatten(0, 1)[:, :, 2] - expected_theta).abs().max().item(),
     }
 
@@ -320,14 +323,14 @@ def test_folded_conv_bias_is_exact_in_train_and_eval_mode():
 def test_tiny_mirror_equals_released_computation(torch_single_thread):
     diffs = _compare(TINY, batch=2)
     assert diffs["theta"] < 1e-12, diffs
-    assert diffs["global_aligned"] < 1e-10, diffs
+    assert diffs["coarse_supports"] < 1e-10, diffs
     assert diffs["backbone_heatmaps"] < 1e-10, diffs
     assert diffs["heatmaps"] < 1e-6, diffs
 
 
 def test_mirror_with_normalized_units_equals_released_computation_after_conversion(torch_single_thread):
     diffs = _compare(dataclasses.replace(TINY, gtm=dataclasses.replace(TINY.gtm, translation_units="normalized")), 2)
-    assert diffs["global_aligned"] < 1e-10 and diffs["heatmaps"] < 1e-6, diffs
+    assert diffs["coarse_supports"] < 1e-10 and diffs["heatmaps"] < 1e-6, diffs
 
 
 def test_relus_between_the_linear_layers_change_the_released_output(torch_single_thread):
@@ -339,7 +342,7 @@ def test_relus_between_the_linear_layers_change_the_released_output(torch_single
     with_relu = FamiPose(relu).double()
     with_relu.load_state_dict(_mirror(TINY, released).state_dict())
     with torch.no_grad():
-        assert (with_relu.eval()(key, supports).coarse_supports - ref["global_aligned"]).abs().max() > 1e-3
+        assert (with_relu.eval()(key, supports).coarse_supports - ref["warped"]).abs().max() > 1e-3
 
 
 @pytest.mark.slow
