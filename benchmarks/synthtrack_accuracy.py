@@ -149,16 +149,18 @@ def work(args: argparse.Namespace) -> None:
     out = args.out.resolve()
     claims = out / "claims" / args.worker
     claims.mkdir(parents=True, exist_ok=True)
-    jobs: list[tuple[str, int]] = [(head, 0) for head in HEADS] if args.worker == "stage1" else stage2_jobs(args)
+    stage1 = args.worker == "stage1"
+    jobs: list[tuple[str, int]] = [(head, 0) for head in HEADS] if stage1 else stage2_jobs(args)
     for name, seed in jobs:
-        marker = "plateau.json" if args.worker == "stage1" else "protocol_done.json"
-        if (out / (f"stage1_{name}" if args.worker == "stage1" else f"{name}/seed_{seed}") / marker).is_file():
+        run_dir = out / f"stage1_{name}" if stage1 else out / name / f"seed_{seed}"
+        finished = run_dir / ("plateau.json" if stage1 else "protocol_done.json")
+        if finished.is_file():
             continue
         try:
             (claims / f"{name}_seed{seed}").mkdir()
         except FileExistsError:
             continue  # another worker has it
-        if args.worker == "stage1":
+        if stage1:
             train_stage1(args, name)
         else:
             run_stage2_job(args, name, seed)
@@ -172,7 +174,8 @@ def run_phase(args: argparse.Namespace, phase: str) -> None:
             claim.rmdir()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     command = [sys.executable, __file__, *sys.argv[1:], "--worker", phase]
-    workers = [subprocess.Popen(command, env=env) for _ in range(min(args.workers, 2 if phase == "stage1" else 99))]
+    count = args.workers if phase == "stage2" else min(args.workers, len(HEADS))  # stage 1 has one job per head
+    workers = [subprocess.Popen(command, env=env) for _ in range(count)]
     codes = [worker.wait() for worker in workers]
     if any(codes):
         raise SystemExit(f"{phase}: a worker failed (exit codes {codes}); rerun the same command to continue")
