@@ -6,7 +6,8 @@ every stage-2 arm trains the demo's stage-2 budget (same epochs, same steps):
 * ``famipose_no_mi`` and ``famipose_no_mi_frozen``: FAMI-Pose without MI, trainable / frozen backbone;
 * ``famipose_vsd_frozen``: FAMI-Pose + the paper's MI (``vsd``), frozen backbone (the paper's setting);
 * ``famipose_vsd``: the same with a trainable backbone, MI stopped at the backbone;
-* ``famipose_vsd_frozen_spatial``: the same with the release's spatial feature distributions;
+* ``famipose_vsd_frozen_uncentred`` and ``famipose_vsd_frozen_spatial``: the same with the
+  uncentred channel distributions and with the release's spatial feature distributions;
 * ``famipose_vsd_frozen_no_<term>``: the paper's ablation, one maximised term removed (frozen);
 * ``official`` and ``official_no_mi``: the released-code variant with and without the released MI
   arithmetic (trainable backbone);
@@ -41,6 +42,9 @@ STAGE2_ARMS: dict[str, tuple[str, str, list[str]]] = {  # name: (config, stage-1
     "famipose_no_mi_frozen": ("synthtrack_famipose_nomi_tiny", "stage1_heatmap", ["model.backbone.frozen=true"]),
     "famipose_vsd_frozen": ("synthtrack_famipose_tiny", "stage1_heatmap", ["model.backbone.frozen=true"]),
     "famipose_vsd": ("synthtrack_famipose_tiny", "stage1_heatmap", []),
+    "famipose_vsd_frozen_uncentred": (
+        "synthtrack_famipose_tiny", "stage1_heatmap", ["model.backbone.frozen=true", "loss.mi_feature_axis=channel"]
+    ),
     "famipose_vsd_frozen_spatial": (
         "synthtrack_famipose_tiny", "stage1_heatmap", ["model.backbone.frozen=true", "loss.mi_feature_axis=spatial"]
     ),

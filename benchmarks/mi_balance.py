@@ -6,7 +6,11 @@ training builds it (seeded; ``--init-heatmap`` / ``--init-simcc`` load stage-1 w
 targets and augmentation (the tiny configs from a SynthTrack root, the W48 configs from a PoseTrack
 root such as the shared PoseTrack18 sample), and the ratio of the two gradient norms over the
 trainable parameters outside the backbone is printed: the number the trainer logs on every logged
-step as ``mi/grad_ratio``.
+step as ``mi/grad_ratio``. ``--per-tensor K`` also lists the K parameter tensors where the MI
+gradient is largest next to the pose loss's (under Adam, which normalises each parameter on its
+own, a term that dominates a tensor steers it whatever the global ratio); ``--set`` overrides
+config keys (e.g. ``loss.mi_feature_axis=channel``), and ``--init-heatmap`` may be any checkpoint,
+such as the end of a stage-2 run.
 
     .venv/bin/python benchmarks/mi_balance.py --synth-root runs/loss_layer/synthtrack \\
         --init-heatmap runs/loss_layer/stage1_heatmap/best.pth --init-simcc runs/loss_layer/stage1_simcc/best.pth \\
@@ -16,9 +20,13 @@ step as ``mi/grad_ratio``.
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 
-from famipose.config import load_config
+import torch
+from torch import Tensor
+
+from famipose.config import Config, load_config
 from famipose.data.dataset import collate_windows
 from famipose.engine.builders import build_model, build_train_dataset
 from famipose.engine.train import batch_targets
@@ -36,11 +44,22 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--init-simcc", type=Path, help="stage-1 weights for the tiny SimCC configs")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--configs", nargs="*", help="config names (default: every config with MI)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides for every config")
+    parser.add_argument("--per-tensor", type=int, default=0, metavar="K", help="list the K most MI-dominated tensors")
     return parser.parse_args()
 
 
-def measure(name: str, args: argparse.Namespace) -> float | None:
-    """The ratio at initialisation for one config, or ``None`` when its data is not given."""
+@dataclass
+class Balance:
+    """One config's gradient balance at its starting weights."""
+
+    config: Config
+    ratio: float  # ‖∇(α·L_MI)‖ / ‖∇L_pose‖ over the trainable parameters outside the backbone
+    tensors: list[tuple[str, float, float]]  # (name, ‖∇pose‖, ‖∇MI‖), most MI-dominated first
+
+
+def measure(name: str, args: argparse.Namespace) -> Balance | None:
+    """The balance of one config, or ``None`` when its data is not given."""
     config = load_config(CONFIGS / f"{name}.yaml")
     tiny = config.model.backbone.name == "tiny"
     root = args.synth_root if tiny else args.posetrack_root
@@ -49,7 +68,7 @@ def measure(name: str, args: argparse.Namespace) -> float | None:
     init = (args.init_simcc if config.model.head.kind == "simcc" else args.init_heatmap) if tiny else None
     overrides = [
         f"data.root={root}", "data.train_annotations=annotations/" + ("train" if tiny else "val"),
-        f"train.init_from={init or 'null'}", "train.device=cpu",
+        f"train.init_from={init or 'null'}", "train.device=cpu", *args.set,
     ]  # fmt: skip
     config = load_config(CONFIGS / f"{name}.yaml", overrides)
     model = build_model(config.model, config.train).train()
@@ -58,12 +77,23 @@ def measure(name: str, args: argparse.Namespace) -> float | None:
     output = model(batch.key, batch.supports)
     loss = compute_loss(output, batch_targets(batch), config.loss, model.probe)
     assert loss.mi is not None
-    head = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("backbone.")]
-    return float(gradient_ratio(loss.mi, loss.pose, head))
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad and not n.startswith("backbone.")]
+    parameters = [p for _, p in named]
+    per_tensor = zip(
+        [n for n, _ in named], tensor_norms(loss.pose, parameters), tensor_norms(loss.mi, parameters), strict=True
+    )
+    tensors = sorted(per_tensor, key=lambda row: row[2] / max(row[1], 1e-30), reverse=True)
+    return Balance(config, float(gradient_ratio(loss.mi, loss.pose, parameters)), tensors)
+
+
+def tensor_norms(objective: Tensor, parameters: list[Tensor]) -> list[float]:
+    """‖d objective / d p‖ for each parameter tensor (0 where it does not reach)."""
+    grads = torch.autograd.grad(objective, parameters, retain_graph=True, allow_unused=True)
+    return [0.0 if g is None else float(g.norm()) for g in grads]
 
 
 def main() -> None:
-    """Print one row per config."""
+    """Print one row per config, then (``--per-tensor K``) each config's K most MI-dominated tensors."""
     args = parse_args()
     names = args.configs or sorted(
         path.stem
@@ -71,12 +101,21 @@ def main() -> None:
         if load_config(path).loss.mi_form != "none" and load_config(path).model.variant != "single_frame"
     )
     print("| config | MI form | backbone | ‖∇MI‖/‖∇pose‖ at init |\n|---|---|---|---|")
+    measured = {}
     for name in names:
-        config = load_config(CONFIGS / f"{name}.yaml")
-        ratio = measure(name, args)
-        cell = "no data given" if ratio is None else f"{ratio:.4g}"
-        frozen = "frozen" if config.model.backbone.frozen else "trainable"
-        print(f"| {name} | {config.loss.mi_form} | {config.model.backbone.name}, {frozen} | {cell} |", flush=True)
+        balance = measure(name, args)
+        if balance is None:
+            print(f"| {name} | {load_config(CONFIGS / f'{name}.yaml').loss.mi_form} | | no data given |", flush=True)
+            continue
+        measured[name] = balance
+        model, loss = balance.config.model, balance.config.loss
+        frozen = "frozen" if model.backbone.frozen else "trainable"
+        print(f"| {name} | {loss.mi_form} | {model.backbone.name}, {frozen} | {balance.ratio:.4g} |", flush=True)
+    for name, balance in measured.items() if args.per_tensor else ():
+        print(f"\n{name}: the {args.per_tensor} tensors where MI weighs most\n")
+        print("| tensor | ‖∇pose‖ | ‖∇MI‖ | ratio |\n|---|---|---|---|")
+        for tensor, pose_norm, mi_norm in balance.tensors[: args.per_tensor]:
+            print(f"| {tensor} | {pose_norm:.3g} | {mi_norm:.3g} | {mi_norm / max(pose_norm, 1e-30):.3g} |")
 
 
 if __name__ == "__main__":

@@ -122,11 +122,39 @@ def test_feature_divergence_by_hand_warp_invariant_and_teacher_detached():
     q = torch.softmax(torch.tensor([1.0, 0.0]), 0)
     expected = float((p * (p / q).log()).sum()) / 2  # mean over the C = 2 channels
     teacher = reference.clone().requires_grad_(True)
-    value = feature_divergence(teacher, feature, 1.0)
+    value = feature_divergence(teacher, feature, 1.0, "channel")
     assert value.item() == pytest.approx(expected, rel=1e-6)
     value.backward()
     assert teacher.grad is None and feature.grad is not None
-    assert feature_divergence(reference, torch.roll(reference, 1, dims=3), 1.0).item() == pytest.approx(0, abs=1e-7)
+    rolled = torch.roll(reference, 1, dims=3)
+    assert feature_divergence(reference, rolled, 1.0, "channel").item() == pytest.approx(0, abs=1e-7)
+
+
+def test_centred_channel_divergence_by_hand_and_blind_to_a_shared_offset():
+    # Two samples, C = 2, one position each: the pooled rows are the values themselves.
+    teacher = torch.tensor([[1.0, 3.0], [2.0, 0.0]]).view(2, 2, 1, 1)
+    student = torch.tensor([[0.0, 1.0], [4.0, 2.0]]).view(2, 2, 1, 1).requires_grad_(True)
+    # Centred over the two samples: teacher rows (-0.5, 1.5), (0.5, -1.5); student (-2, -0.5), (2, 0.5).
+    expected = 0.0
+    for t_row, s_row in (((-0.5, 1.5), (-2.0, -0.5)), ((0.5, -1.5), (2.0, 0.5))):
+        p = [math.exp(v) / sum(math.exp(u) for u in t_row) for v in t_row]
+        q = [math.exp(v) / sum(math.exp(u) for u in s_row) for v in s_row]
+        expected += sum(pi * math.log(pi / qi) for pi, qi in zip(p, q, strict=True)) / 2  # mean over C
+    value = feature_divergence(teacher, student, 1.0)
+    assert value.item() == pytest.approx(expected / 2, rel=1e-5)  # mean over the two samples (float32)
+    # x -> x + b with b shared by all samples is invertible: neither side's offset changes the value,
+    # and the student's gradient has no component along such an offset (zero sum over samples).
+    offset = torch.tensor([5.0, -3.0]).view(1, 2, 1, 1)
+    assert feature_divergence(teacher + offset, student.detach() - offset, 1.0).item() == pytest.approx(
+        expected / 2, rel=1e-5
+    )
+    assert feature_divergence(teacher, student.detach() + offset, 1.0, "channel").item() != pytest.approx(
+        feature_divergence(teacher, student.detach(), 1.0, "channel").item(), rel=1e-3
+    )
+    value.backward()
+    torch.testing.assert_close(student.grad.sum(dim=(0, 2, 3)), torch.zeros(2), atol=1e-7, rtol=0)
+    # A batch of one sample has nothing to compare against the shared mean: the term vanishes.
+    assert feature_divergence(teacher[:1], student[:1], 1.0).item() == pytest.approx(0, abs=1e-7)
 
 
 def test_spatial_feature_divergence_by_hand_and_blind_to_channel_offsets():
@@ -144,6 +172,23 @@ def test_spatial_feature_divergence_by_hand_and_blind_to_channel_offsets():
     assert feature_divergence(teacher, shifted, 1.0, "spatial").item() == pytest.approx(expected / 2, rel=1e-5)
     value.backward()
     torch.testing.assert_close(student.grad.sum(dim=(2, 3)), torch.zeros(1, 2), atol=1e-7, rtol=0)
+
+
+@pytest.mark.parametrize("axis", ["channel_centred", "channel"])
+def test_only_the_uncentred_feature_terms_act_on_the_fusion_bias(axis: str):
+    # The fusion's last bias shifts Z̃_t by the same vector in every sample: an invertible map that
+    # loses no information. The centred estimator gives it no gradient; the uncentred one does.
+    cfg, model, out = _model_and_output("famipose_tiny", f"loss.mi_feature_axis={axis}", batch=3)
+    terms = mi_divergences_vsd(out, _targets(3, cfg.model), model.probe, cfg.loss)
+    feature_terms = terms["key_enhanced"] + terms["support_enhanced"]
+    bias_grad, weight_grad = torch.autograd.grad(
+        feature_terms, [model.fuse_residual.bias, model.fuse_residual.weight]
+    )
+    assert weight_grad.abs().max().item() > 1e-7  # the terms do reach the fusion
+    if axis == "channel_centred":
+        assert bias_grad.abs().max().item() < 1e-3 * weight_grad.abs().max().item()  # float32 round-off
+    else:
+        assert bias_grad.abs().max().item() > 0.1 * weight_grad.abs().max().item()
 
 
 def test_spatial_vsd_pairs_each_gtm_warped_support_with_the_enhanced_feature():
@@ -190,25 +235,34 @@ def _model_and_output(name: str, *overrides: str, batch: int = 2):
 def test_vsd_terms_against_independent_formulas():
     torch.manual_seed(3)
     cfg = load_config(CONFIGS / "famipose_tiny.yaml")
-    model = FamiPose(cfg.model)
+    model = FamiPose(cfg.model).double()  # float64: the centred feature divergences are small differences
     with torch.no_grad():  # leave the zero-initialised start, where Z̃_t = Z_t
         model.fuse_residual.weight.normal_(std=0.1)
     gen = torch.Generator().manual_seed(0)
-    out = model(torch.randn(2, 3, 128, 96, generator=gen), torch.randn(2, 4, 3, 128, 96, generator=gen))
+    key = torch.randn(2, 3, 128, 96, generator=gen, dtype=torch.float64)
+    supports = torch.randn(2, 4, 3, 128, 96, generator=gen, dtype=torch.float64)
+    out = model(key, supports)
     targets = _targets(2, cfg.model)
+    targets = PoseTargets(weights=targets.weights.double(), heatmaps=targets.heatmaps.double())
     terms = mi_divergences_vsd(out, targets, model.probe, cfg.loss)
     # The head's Gaussian predictive distribution: the task divergence of Z̃_t is the pose loss itself.
     assert terms["task_enhanced"].item() == pytest.approx(pose_loss(out.pose, targets, cfg.loss).item(), rel=1e-6)
 
-    def channel_kl(teacher, student):  # kl_div of pooled channel softmaxes, mean over channels
-        log_student = F.log_softmax(student.mean(dim=(2, 3)), -1)
-        return F.kl_div(log_student, F.softmax(teacher.mean(dim=(2, 3)), -1), reduction="none").mean()
+    def channel_kl(teacher, student, teacher_mean):  # kl_div of centred pooled channel softmaxes, mean over all
+        pooled = student.mean(dim=(2, 3))
+        log_student = F.log_softmax(pooled - pooled.mean(0), -1)
+        target = F.softmax(teacher.mean(dim=(2, 3)) - teacher_mean, -1)
+        return F.kl_div(log_student, target, reduction="none").mean()
 
     enhanced = out.enhanced_feature
-    assert terms["key_enhanced"].item() > 1e-4
-    assert terms["key_enhanced"].item() == pytest.approx(channel_kl(out.key_feature, enhanced).item(), rel=1e-5)
-    # Pairing: each raw support Z_{t+δ} against the enhanced key feature Z̃_t, averaged over δ.
-    pairs = [channel_kl(out.support_features[:, s], enhanced) for s in range(cfg.model.num_supports)]
+    key_mean = out.key_feature.mean(dim=(2, 3)).mean(0)
+    assert terms["key_enhanced"].item() > 1e-6
+    expected_key = channel_kl(out.key_feature, enhanced, key_mean)
+    assert terms["key_enhanced"].item() == pytest.approx(expected_key.item(), rel=1e-5)
+    # Pairing: each raw support Z_{t+δ} against the enhanced key feature Z̃_t, averaged over δ; the
+    # supports (identically distributed for every δ) share one mean over all B·S of them.
+    support_mean = out.support_features.mean(dim=(3, 4)).mean(dim=(0, 1))
+    pairs = [channel_kl(out.support_features[:, s], enhanced, support_mean) for s in range(cfg.model.num_supports)]
     assert terms["support_enhanced"].item() == pytest.approx(torch.stack(pairs).mean().item(), rel=1e-5)
     heads = [model.probe(out.support_features[:, s]) for s in range(cfg.model.num_supports)]
     support_task = torch.stack([pose_loss(h, targets, cfg.loss) for h in heads]).mean()

@@ -200,9 +200,11 @@ class LossConfig:
             (the released trainer's β = 0.1).
         mi_temperature: Softmax temperature of the feature distributions (``vsd``) or of every
             distribution (``official``; the release uses 0.05).
-        mi_feature_axis: The axis the ``vsd`` feature distributions are taken over: ``channel``
-            (softmax over C of the spatially averaged feature) or ``spatial`` (per channel, a
-            softmax over the h·w positions; supports are compared after the GTM warp).
+        mi_feature_axis: The axis the ``vsd`` feature distributions are taken over:
+            ``channel_centred`` (softmax over C of the spatially averaged feature less its batch
+            mean: blind to an offset shared by all samples), ``channel`` (the same, uncentred) or
+            ``spatial`` (per channel, a softmax over the h·w positions; supports are compared after
+            the GTM warp).
         mi_stop_at_backbone: MI gradients stop at the backbone's output, so a trainable backbone
             is trained by the pose loss alone (the paper trains MI with a frozen backbone).
         mi_terms: Per-term switches.
@@ -214,7 +216,7 @@ class LossConfig:
     mi_weight: float = 0.5
     mi_lambda: float = 0.1
     mi_temperature: float = 1.0
-    mi_feature_axis: str = "channel"
+    mi_feature_axis: str = "channel_centred"
     mi_stop_at_backbone: bool = True
     mi_terms: MIWeights = field(default_factory=MIWeights)
 
@@ -378,7 +380,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.head.kind": ("heatmap", "simcc"),
     "model.head.simcc_mode": ("sa-simdr", "simdr"),
     "loss.mi_form": ("vsd", "official", "none"),
-    "loss.mi_feature_axis": ("channel", "spatial"),
+    "loss.mi_feature_axis": ("channel_centred", "channel", "spatial"),
     "train.optimizer": ("adam", "adamw"),
     "train.device": ("auto", "cpu", "cuda"),
 }

@@ -46,12 +46,19 @@ as VSD does; I(a; b) >= const - D is the variational bound.
   heatmaps (the likelihood whose negative log is the MSE: KL = ½‖y - h(Z)‖²). Either way the
   divergence *is* the pose loss of the head applied to Z, with the same reduction and scale, so the
   maximised task term reinforces the pose loss by λ·α and never competes with it.
-* Feature terms, I(A; B): KL(sg c(A) ‖ c(B)) between channel distributions c(Z) = softmax over C
-  of the spatially averaged feature at temperature τ. Mutual information is invariant under
-  invertible maps, such as the warp between a support and the key frame, and so is c; an estimator
-  that compared positions would pull Z̃_t towards the unaligned supports. ``loss.mi_feature_axis:
-  spatial`` uses the release's distribution instead (per channel, a softmax over positions; blind
-  to per-channel offsets) and reads each support after the GTM warp, where positions correspond.
+* Feature terms, I(A; B): KL(sg c(A) ‖ c(B)) between channel distributions c(Z) = softmax over C,
+  at temperature τ, of the spatially averaged feature less its mean over the batch (for the
+  supports, identically distributed for every δ, the mean over all B·S of them). Mutual information
+  is invariant under invertible maps, and so is c under two of them: the warp between a support and
+  the key frame (pooling forgets positions; an estimator that compared positions would pull Z̃_t
+  towards the unaligned supports) and an offset shared by all samples, x -> x + b (centring). The
+  KL is the Barber–Agakov bound with the decoder "B's profile is A's"; without the centring, that
+  decoder reads a constant per-channel shift of Z̃_t (a bias) as lost information, and the term
+  then pins the fusion's biases instead of asking for the supports' information
+  (docs/results.md, "The loss layer"). With one sample in the batch c is uniform and the terms
+  vanish. ``loss.mi_feature_axis: channel`` is the uncentred form; ``spatial`` uses the release's
+  distribution instead (per channel, a softmax over positions; blind to per-channel offsets) and
+  reads each support after the GTM warp, where positions correspond.
 * Every divergence is a *mean* over its support (pixels, bins or channels) and then over joints
   and samples, so its scale does not grow with h·w, the number of bins or the width C.
 
@@ -210,15 +217,19 @@ def mi_coefficients(lam: float) -> dict[str, float]:
 def feature_log_distribution(feature: Tensor, temperature: float, axis: str) -> Tensor:
     """log c(Z) of a feature (N, C, h, w).
 
-    ``channel``: log-softmax over C of the spatially averaged feature, (N, C). ``spatial``: for each
-    channel, log-softmax over the h·w positions, (N, C, h·w).
+    ``channel_centred``: log-softmax over C of the spatially averaged feature less its mean over
+    the N rows, (N, C); N = 1 gives the uniform distribution. ``channel``: the same without the
+    centring. ``spatial``: for each channel, log-softmax over the h·w positions, (N, C, h·w).
     """
-    if axis == "channel":
-        return F.log_softmax(feature.mean(dim=(2, 3)) / temperature, -1)
-    return F.log_softmax(feature.flatten(2) / temperature, -1)
+    if axis == "spatial":
+        return F.log_softmax(feature.flatten(2) / temperature, -1)
+    pooled = feature.mean(dim=(2, 3))  # (N, C)
+    if axis == "channel_centred":
+        pooled = pooled - pooled.mean(0)  # an offset shared by every sample carries no information
+    return F.log_softmax(pooled / temperature, -1)
 
 
-def feature_divergence(teacher: Tensor, student: Tensor, temperature: float, axis: str = "channel") -> Tensor:
+def feature_divergence(teacher: Tensor, student: Tensor, temperature: float, axis: str = "channel_centred") -> Tensor:
     """KL(sg c(teacher) ‖ c(student)), a mean over the distribution's support and rows.
 
     Estimates -I(teacher; student) up to a constant.
@@ -227,7 +238,7 @@ def feature_divergence(teacher: Tensor, student: Tensor, temperature: float, axi
         teacher: (N, C, h, w); treated as a constant.
         student: (N, C, h, w); gradients flow here.
         temperature: Softmax temperature τ.
-        axis: ``channel`` or ``spatial`` (:func:`feature_log_distribution`).
+        axis: ``channel_centred``, ``channel`` or ``spatial`` (:func:`feature_log_distribution`).
     """
     reference = feature_log_distribution(teacher.detach(), temperature, axis).exp()
     return mean_kl(reference, feature_log_distribution(student, temperature, axis)).mean()
@@ -259,7 +270,7 @@ def mi_divergences_vsd(
     axis = config.mi_feature_axis
     # I(Z_{t+δ}; Z̃_t) = I(warp(Z_{t+δ}); Z̃_t) for an invertible warp: a spatial distribution reads
     # the support after the GTM, so positions are compared where they correspond.
-    support_teacher = raw_supports if axis == "channel" else _coarse_supports(output).flatten(0, 1)
+    support_teacher = _coarse_supports(output).flatten(0, 1) if axis == "spatial" else raw_supports
     with torch.no_grad():  # the minimised task terms: reported, no gradient (module docstring)
         task_support = pose_loss(probe(raw_supports), targets.repeat_each(num_supports), config)
         task_key = pose_loss(probe(output.key_feature), targets, config)
