@@ -56,6 +56,7 @@ class Balance:
     config: Config
     ratio: float  # ‖∇(α·L_MI)‖ / ‖∇L_pose‖ over the trainable parameters outside the backbone
     tensors: list[tuple[str, float, float]]  # (name, ‖∇pose‖, ‖∇MI‖), most MI-dominated first
+    divergences: dict[str, float]  # each MI estimator's value on the batch (``mi/<term>``)
 
 
 def measure(name: str, args: argparse.Namespace) -> Balance | None:
@@ -83,7 +84,8 @@ def measure(name: str, args: argparse.Namespace) -> Balance | None:
         [n for n, _ in named], tensor_norms(loss.pose, parameters), tensor_norms(loss.mi, parameters), strict=True
     )
     tensors = sorted(per_tensor, key=lambda row: row[2] / max(row[1], 1e-30), reverse=True)
-    return Balance(config, float(gradient_ratio(loss.mi, loss.pose, parameters)), tensors)
+    divergences = {name[3:]: float(value) for name, value in loss.parts.items() if name.startswith("mi/")}
+    return Balance(config, float(gradient_ratio(loss.mi, loss.pose, parameters)), tensors, divergences)
 
 
 def tensor_norms(objective: Tensor, parameters: list[Tensor]) -> list[float]:
@@ -112,7 +114,8 @@ def main() -> None:
         frozen = "frozen" if model.backbone.frozen else "trainable"
         print(f"| {name} | {loss.mi_form} | {model.backbone.name}, {frozen} | {balance.ratio:.4g} |", flush=True)
     for name, balance in measured.items() if args.per_tensor else ():
-        print(f"\n{name}: the {args.per_tensor} tensors where MI weighs most\n")
+        values = ", ".join(f"{term} {value:.3g}" for term, value in balance.divergences.items())
+        print(f"\n{name}: the {args.per_tensor} tensors where MI weighs most (estimator values: {values})\n")
         print("| tensor | ‖∇pose‖ | ‖∇MI‖ | ratio |\n|---|---|---|---|")
         for tensor, pose_norm, mi_norm in balance.tensors[: args.per_tensor]:
             print(f"| {tensor} | {pose_norm:.3g} | {mi_norm:.3g} | {mi_norm / max(pose_norm, 1e-30):.3g} |")
