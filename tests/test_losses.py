@@ -174,6 +174,17 @@ def test_spatial_feature_divergence_by_hand_and_blind_to_channel_offsets():
     torch.testing.assert_close(student.grad.sum(dim=(2, 3)), torch.zeros(1, 2), atol=1e-7, rtol=0)
 
 
+def test_centred_channel_divergence_keeps_its_value_in_half_precision():
+    # Under AMP the features arrive in float16; the centring subtracts means that agree to about
+    # three digits, so it must not be computed in float16 (that was 37 % off here).
+    gen = torch.Generator().manual_seed(0)
+    teacher = torch.rand(8, 32, 24, 32, generator=gen) + 3
+    student = teacher + 0.05 * torch.randn(8, 32, 24, 32, generator=gen)
+    half = feature_divergence(teacher.half(), student.half(), 1.0)
+    exact = feature_divergence(teacher.half().double(), student.half().double(), 1.0)
+    assert half.item() == pytest.approx(exact.item(), rel=0.05)
+
+
 @pytest.mark.parametrize("axis", ["channel_centred", "channel"])
 def test_only_the_uncentred_feature_terms_act_on_the_fusion_bias(axis: str):
     # The fusion's last bias shifts Z̃_t by the same vector in every sample: an invertible map that

@@ -218,12 +218,14 @@ def feature_log_distribution(feature: Tensor, temperature: float, axis: str) -> 
     """log c(Z) of a feature (N, C, h, w).
 
     ``channel_centred``: log-softmax over C of the spatially averaged feature less its mean over
-    the N rows, (N, C); N = 1 gives the uniform distribution. ``channel``: the same without the
+    the N rows (the batch on this process, as BatchNorm's), (N, C); N = 1 gives the uniform
+    distribution. ``channel``: the same without the
     centring. ``spatial``: for each channel, log-softmax over the h·w positions, (N, C, h·w).
     """
     if axis == "spatial":
         return F.log_softmax(feature.flatten(2) / temperature, -1)
-    pooled = feature.mean(dim=(2, 3))  # (N, C)
+    # (N, C), at least float32: under AMP the centring subtracts nearly equal half-precision means
+    pooled = feature.mean(dim=(2, 3), dtype=torch.promote_types(feature.dtype, torch.float32))
     if axis == "channel_centred":
         pooled = pooled - pooled.mean(0)  # an offset shared by every sample carries no information
     return F.log_softmax(pooled / temperature, -1)
