@@ -219,8 +219,8 @@ def feature_log_distribution(feature: Tensor, temperature: float, axis: str) -> 
 
     ``channel_centred``: log-softmax over C of the spatially averaged feature less its mean over
     the N rows (the batch on this process, as BatchNorm's), (N, C); N = 1 gives the uniform
-    distribution. ``channel``: the same without the
-    centring. ``spatial``: for each channel, log-softmax over the h·w positions, (N, C, h·w).
+    distribution. ``channel``: the same without the centring. ``spatial``: for each channel,
+    log-softmax over the h·w positions, (N, C, h·w).
     """
     if axis == "spatial":
         return F.log_softmax(feature.flatten(2) / temperature, -1)
