@@ -20,6 +20,7 @@ such as the end of a stage-2 run.
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from famipose.config import Config, load_config
 from famipose.data.dataset import collate_windows
 from famipose.engine.builders import build_model, build_train_dataset
 from famipose.engine.train import batch_targets
-from famipose.losses import compute_loss, gradient_ratio
+from famipose.losses import compute_loss
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -80,18 +81,23 @@ def measure(name: str, args: argparse.Namespace) -> Balance | None:
     assert loss.mi is not None
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad and not n.startswith("backbone.")]
     parameters = [p for _, p in named]
-    per_tensor = zip(
-        [n for n, _ in named], tensor_norms(loss.pose, parameters), tensor_norms(loss.mi, parameters), strict=True
-    )
+    pose_norms, mi_norms = tensor_norms(loss.pose, parameters), tensor_norms(loss.mi, parameters)
+    per_tensor = zip([n for n, _ in named], pose_norms, mi_norms, strict=True)
     tensors = sorted(per_tensor, key=lambda row: row[2] / max(row[1], 1e-30), reverse=True)
     divergences = {name[3:]: float(value) for name, value in loss.parts.items() if name.startswith("mi/")}
-    return Balance(config, float(gradient_ratio(loss.mi, loss.pose, parameters)), tensors, divergences)
+    return Balance(config, global_ratio(mi_norms, pose_norms), tensors, divergences)
 
 
 def tensor_norms(objective: Tensor, parameters: list[Tensor]) -> list[float]:
     """‖d objective / d p‖ for each parameter tensor (0 where it does not reach)."""
     grads = torch.autograd.grad(objective, parameters, retain_graph=True, allow_unused=True)
     return [0.0 if g is None else float(g.norm()) for g in grads]
+
+
+def global_ratio(numerator_norms: list[float], denominator_norms: list[float]) -> float:
+    """‖∇ numerator‖ / ‖∇ denominator‖ over all tensors from their per-tensor norms: the value of
+    :func:`famipose.losses.gradient_ratio`, without a second pair of backward passes."""
+    return math.hypot(*numerator_norms) / math.hypot(*denominator_norms)
 
 
 def main() -> None:
@@ -113,7 +119,9 @@ def main() -> None:
         model, loss = balance.config.model, balance.config.loss
         frozen = "frozen" if model.backbone.frozen else "trainable"
         print(f"| {name} | {loss.mi_form} | {model.backbone.name}, {frozen} | {balance.ratio:.4g} |", flush=True)
-    for name, balance in measured.items() if args.per_tensor else ():
+    if not args.per_tensor:
+        return
+    for name, balance in measured.items():
         values = ", ".join(f"{term} {value:.3g}" for term, value in balance.divergences.items())
         print(f"\n{name}: the {args.per_tensor} tensors where MI weighs most (estimator values: {values})\n")
         print("| tensor | ‖∇pose‖ | ‖∇MI‖ | ratio |\n|---|---|---|---|")
